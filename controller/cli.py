@@ -1,0 +1,500 @@
+"""`csmm`: the operator's command line for the CSMM controller.
+
+Every command runs as a principal (`--as`, default the domain manager) through the same
+service layer as SNMP, NETCONF and the web, so the same checks and the same isolation apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from controller import __version__
+from controller.config import Settings, open_service
+from controller.domain.catalog import DEFAULT_CATALOG, ServiceClassName, load_catalog
+from controller.domain.errors import CsmmError
+from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal
+from controller.domain.sla import CustomerKind, LifecycleState, Sla
+from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
+from controller.service.layer import ServiceLayer
+from controller.store import migrate
+from controller.store.database import DEFAULT_URL, Database
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_REFUSED = 3
+PROGRESS_FROM = 200  # SLAs; below this an apply is quick enough to need no progress bar
+
+
+class Context:
+    def __init__(self, settings: Settings, principal: Principal) -> None:
+        self.settings = settings
+        self.principal = principal
+        self._service: ServiceLayer | None = None
+
+    @property
+    def service(self) -> ServiceLayer:
+        if self._service is None:
+            self._service = open_service(self.settings)
+        return self._service
+
+
+def refusals_to_exit(func: F) -> F:
+    """Print a service-layer refusal as the user needs it (message, field, bound, value) and exit 3."""
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CsmmError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            for key in ("field", "bound", "value"):
+                value = getattr(exc, key)
+                if value is not None:
+                    click.echo(f"  {key}: {value.isoformat() if isinstance(value, datetime) else value}", err=True)
+            sys.exit(EXIT_REFUSED)
+    return wrapper  # type: ignore[return-value]
+
+
+def _principal(_ctx: click.Context, _param: click.Parameter, value: str) -> Principal:
+    try:
+        return Principal.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _bandwidth(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bandwidth(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--db", "database_url", envvar="CSMM_DB", default=DEFAULT_URL, show_default=True,
+              help="Database URL: sqlite:///FILE (embedded default) or postgresql+psycopg://USER@HOST/DB. Env: CSMM_DB.")
+@click.option("--catalog", "catalog_path", envvar="CSMM_CATALOG", type=click.Path(path_type=Path, dir_okay=False),
+              default=DEFAULT_CATALOG, show_default="the GSB catalog shipped with csmm",
+              help="Service catalog YAML (classes and offerings). Env: CSMM_CATALOG.")
+@click.option("--overbooking", envvar="CSMM_OVERBOOKING", type=click.FloatRange(min=0.1, max=100), default=1.0,
+              show_default=True, help="Admission overbooking factor for SLA reservations. Env: CSMM_OVERBOOKING.")
+@click.option("--as", "principal", default="domain-manager", show_default=True, callback=_principal,
+              help="Act as: domain-manager, customer:NAME or peer:NAME.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.version_option(__version__, prog_name="csmm")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str, catalog_path: Path, overbooking: float, principal: Principal,
+        verbose: bool) -> None:
+    """CSMM: Customer Service Management for the GSB DiffServ transport service.
+
+    The domain manager sets SLAs (static contracts); customers and peer domains change their
+    SLS (class and bandwidth in effect) within them. Start with `csmm db upgrade`, then
+    `csmm apply FILE`, then `csmm serve`.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    ctx.obj = Context(Settings(database_url, catalog_path, Decimal(str(overbooking))), principal)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+# ---------------------------------------------------------------------------------------------- db
+
+@cli.group()
+def db() -> None:
+    """Database schema (Alembic migrations) and integrity audit."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Create the schema or migrate it to the newest revision."""
+    database = Database(obj.settings.database_url)
+    before = migrate.current_revision(database)
+    migrate.upgrade(database)
+    after = migrate.current_revision(database)
+    change = "already at" if before == after else f"{before or 'empty'} ->"
+    click.echo(f"{database.describe()}: schema {change} {after}")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(obj: Context) -> None:
+    """Show the schema revision of the database and the newest one csmm knows."""
+    database = Database(obj.settings.database_url)
+    click.echo(f"current: {migrate.current_revision(database) or 'none'}  head: {migrate.head_revision(database)}")
+
+
+@db.command("audit")
+@pass_context
+@refusals_to_exit
+def db_audit(obj: Context) -> None:
+    """Recompute link loads and SLS history from scratch and report any discrepancy (exit 1)."""
+    problems = obj.service.audit(obj.principal)
+    for problem in problems:
+        click.echo(problem)
+    click.echo(f"audit: {len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
+
+
+# ---------------------------------------------------------------------------------------------- catalog
+
+@cli.group()
+def catalog() -> None:
+    """The service catalog: classes and offerings."""
+
+
+@catalog.command("check")
+@click.pass_obj
+@refusals_to_exit
+def catalog_check(obj: Context) -> None:
+    """Validate the catalog file and say what it holds."""
+    loaded = load_catalog(obj.settings.catalog_path)
+    click.echo(f"{obj.settings.catalog_path}: ok ({len(loaded.classes)} classes, {len(loaded.offerings)} offerings)")
+
+
+@catalog.command("show")
+@click.pass_obj
+@refusals_to_exit
+def catalog_show(obj: Context) -> None:
+    """Print the classes and offerings."""
+    loaded = load_catalog(obj.settings.catalog_path)
+    click.echo(f"service {loaded.service} ({loaded.currency})")
+    for cls in loaded.classes.values():
+        click.echo(f"  class {cls.name.value:<7} {cls.phb:<5} DSCP {cls.dscp:<3} "
+                   f"{'guaranteed' if cls.guaranteed else 'best effort'}  {cls.description}")
+    for offering in loaded.offerings.values():
+        click.echo(f"offering {offering.name}: {offering.title} (for {offering.for_kind}s), default {offering.default_class.value}, "
+                   f"{loaded.currency} {offering.tariff.monthly_fee}/month")
+        for cls_name, bounds in offering.bounds.items():
+            tariff = offering.tariff.classes[cls_name]
+            included = "unlimited" if tariff.included_hours is None else f"{tariff.included_hours} h included"
+            click.echo(f"    {cls_name.value:<7} {format_bandwidth(bounds.min)}..{format_bandwidth(bounds.max)}  "
+                       f"{included}, then {tariff.price_per_hour}/h")
+        policy = offering.change_policy
+        click.echo(f"    SLS changes: at most one per {format_duration(policy.min_interval_s)}, fee {policy.fee_per_change}")
+
+
+# ---------------------------------------------------------------------------------------------- apply
+
+@cli.command("apply")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@pass_context
+@refusals_to_exit
+def apply_cmd(obj: Context, file: Path, dry_run: bool) -> None:
+    """Provision topology, customers and SLAs from a YAML FILE (declarative, idempotent).
+
+    The whole file is applied in one transaction: if any SLA is refused, nothing changes.
+    """
+    from controller.provisioning.apply import apply, plan
+    from controller.provisioning.model import load_provisioning
+
+    desired = load_provisioning(file)
+    work, report = plan(obj.service, obj.principal, desired)
+    steps = len(work.new_slas) + len(work.changed_slas)
+    if dry_run:
+        click.echo(f"dry run: {report.summary()}")
+    elif steps >= PROGRESS_FROM:
+        with click.progressbar(length=steps, label="applying SLAs", file=sys.stderr, show_pos=True, show_eta=True) as bar:
+            obj.service.provision(obj.principal, work, bar.update)
+        click.echo(report.summary())
+    else:
+        if not work.is_empty:
+            obj.service.provision(obj.principal, work)
+        click.echo(report.summary())
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+# ---------------------------------------------------------------------------------------------- topology
+
+@cli.command("topology")
+@pass_context
+@refusals_to_exit
+def topology_cmd(obj: Context) -> None:
+    """Routers, interfaces and links, with each link's guaranteed load against its class shares."""
+    topo = obj.service.topology(obj.principal)
+    for router in topo.routers:
+        click.echo(f"router {router.id} (mgmt {router.mgmt_address})")
+        for iface in router.interfaces:
+            click.echo(f"    {iface.name:<8} {iface.role.value:<8} {format_bandwidth(iface.capacity_bps)}")
+    click.echo(f"{'link':<16} {'ends':<28} {'capacity':>11}  {'gold in use/limit':>24}  {'gold+silver in use/limit':>26}  reserved g/g+s")
+    for load in obj.service.link_loads(obj.principal):
+        link = load.link
+        ends = f"{link.a} - {link.b or 'outside'}"
+        click.echo(f"{link.name:<16} {ends:<28} {format_bandwidth(link.capacity_bps):>11}  "
+                   f"{format_bandwidth(load.in_use.gold):>11}/{format_bandwidth(link.gold_limit()):<12}  "
+                   f"{format_bandwidth(load.in_use.gold_silver):>12}/{format_bandwidth(link.gold_silver_limit()):<13}  "
+                   f"{format_bandwidth(load.reserved.gold)}/{format_bandwidth(load.reserved.gold_silver)}")
+
+
+# ---------------------------------------------------------------------------------------------- customers
+
+@cli.group()
+def customers() -> None:
+    """Customers and peer domains."""
+
+
+@customers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def customers_list(obj: Context, as_json: bool) -> None:
+    """List the customers the principal may see."""
+    rows = obj.service.list_customers(obj.principal)
+    if as_json:
+        click.echo(_json([asdict(c) for c in rows]))
+        return
+    for c in rows:
+        click.echo(f"{c.name:<24} {c.kind.value:<9} {c.display_name}")
+
+
+@customers.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice([k.value for k in CustomerKind]), default="customer", show_default=True)
+@click.option("--display-name", default="", help="Human-readable name (default: NAME).")
+@pass_context
+@refusals_to_exit
+def customers_add(obj: Context, name: str, kind: str, display_name: str) -> None:
+    """Add a customer or peer domain (domain manager only)."""
+    customer = obj.service.add_customer(obj.principal, name, CustomerKind(kind), display_name)
+    click.echo(f"added {customer.kind.value} {customer.name} (id {customer.id})")
+
+
+# ---------------------------------------------------------------------------------------------- SLAs
+
+@cli.group()
+def sla() -> None:
+    """SLAs: the static contracts (set by the domain manager)."""
+
+
+@sla.command("list")
+@click.option("--customer", help="Only this customer's SLAs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def sla_list(obj: Context, customer: str | None, as_json: bool) -> None:
+    """List the SLAs the principal may see."""
+    slas = obj.service.list_slas(obj.principal, customer)
+    if as_json:
+        click.echo(_json([_sla_dict(s) for s in slas]))
+        return
+    click.echo(f"{'id':>6} {'sla':<24} {'customer':<20} {'offering':<14} {'state':<17} attachment")
+    for s in slas:
+        a = s.terms.attachment
+        click.echo(f"{s.id:>6} {s.name:<24} {s.customer:<20} {s.terms.offering:<14} {s.state.value:<17} "
+                   f"{a.router}:{a.interface} {format_bandwidth(a.access_speed_bps)} {','.join(a.prefixes)}")
+
+
+@sla.command("show")
+@click.argument("sla_ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def sla_show(obj: Context, sla_ref: str, as_json: bool) -> None:
+    """Show one SLA in full (by name or numeric id)."""
+    s = obj.service.get_sla(obj.principal, _ref(sla_ref))
+    if as_json:
+        click.echo(_json(_sla_dict(s)))
+        return
+    t = s.terms
+    click.echo(f"SLA {s.name} (id {s.id}) of {s.customer_kind.value} {s.customer}: {t.offering}, {s.state.value}")
+    click.echo(f"  attachment: {t.attachment.router}:{t.attachment.interface}, access {format_bandwidth(t.attachment.access_speed_bps)}, "
+               f"prefixes {', '.join(t.attachment.prefixes)}")
+    for cls_name, bounds in sorted(t.bounds.items()):
+        tariff = t.tariff.classes.get(cls_name)
+        price = "" if tariff is None else (
+            f"; {'unlimited' if tariff.included_hours is None else f'{tariff.included_hours} h included'}, then {tariff.price_per_hour}/h")
+        click.echo(f"  {cls_name.value:<7} {format_bandwidth(bounds.min)}..{format_bandwidth(bounds.max)}{price}")
+    click.echo(f"  monthly fee {t.tariff.monthly_fee}; SLS changes at most one per {format_duration(t.change_policy.min_interval_s)}, "
+               f"fee {t.change_policy.fee_per_change}")
+    click.echo(f"  availability {t.availability.objective_percent} %/month, no outage over "
+               f"{format_duration(t.availability.max_outage_s)}, penalty {t.availability.penalty_percent_of_monthly_fee} % of the monthly fee")
+    click.echo(f"  valid {t.valid_from.isoformat()} .. {t.valid_until.isoformat() if t.valid_until else 'open-ended'}")
+    click.echo(f"  path toward egress: {', '.join(s.path)}")
+
+
+@sla.command("state")
+@click.argument("sla_ref")
+@click.argument("state", type=click.Choice([s.value for s in LifecycleState]))
+@click.option("--note", default="", help="Why (recorded with the change).")
+@pass_context
+@refusals_to_exit
+def sla_state(obj: Context, sla_ref: str, state: str, note: str) -> None:
+    """Move an SLA forward in its life cycle (offered -> ... -> operational -> deinstalled)."""
+    s = obj.service.set_sla_state(obj.principal, _ref(sla_ref), LifecycleState(state), note)
+    click.echo(f"SLA {s.name} is {s.state.value}")
+
+
+@sla.command("lifecycle")
+@click.argument("sla_ref")
+@pass_context
+@refusals_to_exit
+def sla_lifecycle(obj: Context, sla_ref: str) -> None:
+    """Show the recorded life-cycle changes of an SLA."""
+    for at, before, after, who, note in obj.service.state_history(obj.principal, _ref(sla_ref)):
+        click.echo(f"{at.isoformat()}  {before or '-':<17} -> {after:<17} by {who}  {note}")
+
+
+# ---------------------------------------------------------------------------------------------- SLS
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def sls(ctx: click.Context) -> None:
+    """SLSs: the class and bandwidth in effect (changed by customers). Without a subcommand: list."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(sls_list)
+
+
+@sls.command("list")
+@click.option("--customer", help="Only this customer's SLSs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def sls_list(obj: Context, customer: str | None = None, as_json: bool = False) -> None:
+    """List the SLSs in effect that the principal may see."""
+    rows = obj.service.list_sls(obj.principal, customer)
+    if as_json:
+        click.echo(_json([{"sla": s.name, "customer": s.customer, **_sls_dict(v)} for s, v in rows]))
+        return
+    click.echo(f"{'sla':<24} {'customer':<20} {'class':<7} {'bandwidth':>12} {'ver':>4}  last change")
+    for s, v in rows:
+        click.echo(f"{s.name:<24} {s.customer:<20} {v.service_class.value:<7} {format_bandwidth(v.bandwidth_bps):>12} "
+                   f"{v.version:>4}  {v.changed_at.isoformat(timespec='seconds')} by {v.changed_by} via {v.channel.value}")
+
+
+@sls.command("show")
+@click.argument("sla_ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def sls_show(obj: Context, sla_ref: str, as_json: bool) -> None:
+    """Show the SLS in effect for an SLA, and when the customer may next change it."""
+    v = obj.service.get_sls(obj.principal, _ref(sla_ref))
+    nxt = obj.service.next_change_allowed(obj.principal, _ref(sla_ref))
+    if as_json:
+        click.echo(_json({**_sls_dict(v), "next_change_allowed": nxt}))
+        return
+    click.echo(f"{v.service_class.value} {format_bandwidth(v.bandwidth_bps)} (version {v.version}, "
+               f"changed {v.changed_at.isoformat(timespec='seconds')} by {v.changed_by} via {v.channel.value}); "
+               f"next change {'allowed now' if nxt is None else 'allowed at ' + nxt.isoformat(timespec='seconds')}")
+
+
+@sls.command("set")
+@click.argument("sla_ref")
+@click.option("--class", "service_class", required=True, type=click.Choice([c.value for c in ServiceClassName]),
+              help="Service class to use from now on.")
+@click.option("--bandwidth", required=True, callback=_bandwidth, help="Bandwidth, e.g. 5M or 1500k.")
+@click.option("--expect-version", type=int, help="Refuse unless the SLS is at this version (no lost updates).")
+@pass_context
+@refusals_to_exit
+def sls_set(obj: Context, sla_ref: str, service_class: str, bandwidth: int, expect_version: int | None) -> None:
+    """Change the SLS of an SLA (as the customer with --as customer:NAME, or as the domain manager)."""
+    result = obj.service.change_sls(obj.principal, _ref(sla_ref), service_class, bandwidth, Channel.CLI, expect_version)
+    v = result.sls
+    if not result.changed:
+        click.echo(f"unchanged: already {v.service_class.value} {format_bandwidth(v.bandwidth_bps)} (version {v.version})")
+    else:
+        click.echo(f"SLS now {v.service_class.value} {format_bandwidth(v.bandwidth_bps)} (version {v.version}); fee {result.fee}")
+
+
+@sls.command("history")
+@click.argument("sla_ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def sls_history(obj: Context, sla_ref: str, as_json: bool) -> None:
+    """Every SLS version of an SLA (append-only; billing derives time per class from it)."""
+    entries = obj.service.sls_history(obj.principal, _ref(sla_ref))
+    if as_json:
+        click.echo(_json([asdict(e) for e in entries]))
+        return
+    for e in entries:
+        click.echo(f"v{e.version:<4} {e.effective_from.isoformat(timespec='seconds')}  {e.service_class.value:<7} "
+                   f"{format_bandwidth(e.bandwidth_bps):>12}  by {e.principal} via {e.channel.value}  fee {e.fee}")
+
+
+# ---------------------------------------------------------------------------------------------- events / serve
+
+@cli.command("events")
+@click.option("--limit", default=20, show_default=True)
+@pass_context
+@refusals_to_exit
+def events_cmd(obj: Context, limit: int) -> None:
+    """The newest events (sla.created, sls.changed, ...), newest first."""
+    for event in obj.service.recent_events(obj.principal, limit):
+        click.echo(f"{event.id:>8} {event.at.isoformat(timespec='seconds')} {event.type:<18} {event.subject:<28} "
+                   f"by {event.principal} {_json(event.payload, indent=None)}")
+
+
+@cli.command("serve")
+@click.option("--http", "http_address", default="127.0.0.1:8080", show_default=True,
+              help="Address of the controller's HTTP endpoint (health now; REST and portal as they land).")
+@click.option("--apply", "apply_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Apply this provisioning file before serving (idempotent).")
+@pass_context
+@refusals_to_exit
+def serve_cmd(obj: Context, http_address: str, apply_file: Path | None) -> None:
+    """Run the controller process until SIGINT/SIGTERM."""
+    from controller.server import run_controller
+
+    host, _, port = http_address.rpartition(":")
+    run_controller(obj.service, host or "127.0.0.1", int(port), apply_file)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _ref(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _sla_dict(s: Sla) -> dict[str, Any]:
+    t = s.terms
+    return {
+        "id": s.id, "name": s.name, "customer": s.customer, "customer_kind": s.customer_kind, "state": s.state,
+        "offering": t.offering, "attachment": asdict(t.attachment),
+        "bounds": {c.value: b.model_dump() for c, b in t.bounds.items()},
+        "tariff": t.tariff.model_dump(mode="json"),
+        "change_policy": t.change_policy.model_dump(mode="json", by_alias=True),
+        "availability": t.availability.model_dump(mode="json", by_alias=True),
+        "valid_from": t.valid_from, "valid_until": t.valid_until, "path": list(s.path)}
+
+
+def _sls_dict(v: Any) -> dict[str, Any]:
+    return {"class": v.service_class, "bandwidth_bps": v.bandwidth_bps, "version": v.version,
+            "changed_at": v.changed_at, "changed_by": v.changed_by, "channel": v.channel}
+
+
+def _json(data: Any, indent: int | None = 2) -> str:
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, (Decimal, Enum)):
+            return str(value.value if isinstance(value, Enum) else value)
+        if is_dataclass(value):
+            return asdict(value)  # type: ignore[arg-type]
+        raise TypeError(f"cannot encode {type(value).__name__}")
+    return json.dumps(data, default=default, indent=indent, sort_keys=False)
+
+
+def main() -> None:
+    cli(prog_name="csmm")
+
+
+if __name__ == "__main__":
+    main()

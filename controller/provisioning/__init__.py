@@ -1,0 +1,1 @@
+"""Declarative provisioning (`csmm apply`): topology, customers and SLAs from a YAML file."""

@@ -1,0 +1,759 @@
+"""The service layer: principals, authorization, SLA/SLS checks, admission and events, in ONE place.
+
+Every northbound adapter is a thin translation onto these methods. Each public method is one
+database transaction: it loads state, asks the pure checking function (controller.domain.checks),
+writes, records events in the same transaction, and publishes them once committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from controller.domain.catalog import AvailabilityObjective, Catalog, ChangePolicy, ClassBounds, ServiceClassName
+from controller.domain.checks import (Demand, LinkLoad, PrefixRegistry, admit, check_attachment, check_may_manage_slas,
+                                      check_sla_terms,
+                                      check_sls_change, sla_reservation, sls_demand)
+from controller.domain.errors import Conflict, CsmmError, Forbidden, InvalidValue, NotFound, OutOfBounds
+from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
+from controller.domain.sla import (Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms,
+                                   check_transition)
+from controller.domain.sls import Sls, SlsHistoryEntry
+from controller.domain.topology import Link, Topology
+from controller.domain.units import format_bandwidth, to_cents
+from controller.service import events as ev
+from controller.service.events import Event, EventBus
+from controller.store import records
+from controller.store.database import Database
+from controller.store.schema import (CustomerRow, EventRow, InterfaceRow, LinkRow, RouterRow, SlaRow,
+                                     SlaStateChangeRow, SlsHistoryRow, SlsRow)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SlaRef = int | str
+Progress = Callable[[int], None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class SlaSpec:
+    """What the domain manager asks for. Unset terms come from the offering; default bounds are
+    the offering's with each maximum capped at the access speed."""
+
+    name: str
+    customer: str
+    offering: str
+    attachment: Attachment
+    bounds: dict[ServiceClassName, ClassBounds] | None = None
+    change_policy: ChangePolicy | None = None
+    availability: AvailabilityObjective | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    state: LifecycleState = LifecycleState.OFFERED
+    initial_class: ServiceClassName | None = None
+    initial_bandwidth_bps: int | None = None
+
+
+@dataclass(frozen=True)
+class SlsChange:
+    sls: Sls
+    fee: Decimal
+    changed: bool  # False when the request equalled the SLS in effect (nothing recorded, no fee)
+
+
+@dataclass
+class _Tx:
+    """What one transaction collects: events to store and publish after commit."""
+
+    session: Session
+    now: datetime
+    principal: Principal
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, type_: str, subject: str, **payload: Any) -> None:
+        self.events.append(Event(type_, self.now, subject, str(self.principal), payload))
+
+
+class ServiceLayer:
+    def __init__(self, database: Database, catalog: Catalog, *, overbooking: Decimal = Decimal(1),
+                 clock: Callable[[], datetime] = utc_now, bus: EventBus | None = None) -> None:
+        if overbooking <= 0:
+            raise InvalidValue("overbooking factor must be positive", field="overbooking", value=str(overbooking))
+        self.database = database
+        self.catalog = catalog
+        self.overbooking = overbooking
+        self.clock = clock
+        self.bus = bus or EventBus()
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _write(self, principal: Principal) -> Iterator[_Tx]:
+        with self.database.write() as session:
+            tx = _Tx(session, self.clock(), principal)
+            yield tx
+            if tx.events:
+                session.execute(insert(EventRow), [
+                    {"at": e.at, "type": e.type, "subject": e.subject, "principal": e.principal, "payload": e.payload}
+                    for e in tx.events])
+        self.bus.publish(tx.events)
+
+    def _retrying(self, action: Callable[[], T]) -> T:
+        """Retry a write that PostgreSQL aborted as a deadlock or serialization failure."""
+        for attempt in range(5):
+            try:
+                return action()
+            except DBAPIError as exc:
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate not in ("40P01", "40001") or attempt == 4:
+                    raise
+                log.info("retrying after %s (attempt %d)", sqlstate, attempt + 1)
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _lock_tables_for_rebuild(self, session: Session) -> None:
+        # Order sls -> links, as every writer takes its locks (see controller.store.database).
+        if not self.database.is_sqlite:
+            session.execute(text("LOCK TABLE sls, links IN EXCLUSIVE MODE"))
+
+    def _mark_sls_writer(self, session: Session) -> None:
+        # SLA creation inserts into sls after locking links; take the sls table lock first so the
+        # lock order stays sls -> links for every writer.
+        if not self.database.is_sqlite:
+            session.execute(text("LOCK TABLE sls IN ROW EXCLUSIVE MODE"))
+
+    # ------------------------------------------------------------------ reads
+
+    def list_customers(self, principal: Principal) -> list[Customer]:
+        with self.database.read() as session:
+            query = select(CustomerRow).order_by(CustomerRow.name)
+            if not principal.is_domain_manager:
+                query = query.where(CustomerRow.name == principal.customer)
+            return [records.customer_from_row(row) for row in session.scalars(query)]
+
+    def get_customer(self, principal: Principal, name: str) -> Customer:
+        with self.database.read() as session:
+            return records.customer_from_row(self._customer_row(session, principal, name))
+
+    def list_slas(self, principal: Principal, customer: str | None = None) -> list[Sla]:
+        with self.database.read() as session:
+            query = select(SlaRow, CustomerRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id)
+            if not principal.is_domain_manager:
+                query = query.where(CustomerRow.name == principal.customer)
+            if customer is not None:
+                query = query.where(CustomerRow.name == customer)
+            return [records.sla_from_row(sla, cust) for sla, cust in session.execute(query)]
+
+    def get_sla(self, principal: Principal, ref: SlaRef) -> Sla:
+        with self.database.read() as session:
+            return self._sla(session, principal, ref)
+
+    def get_sls(self, principal: Principal, ref: SlaRef) -> Sls:
+        with self.database.read() as session:
+            sla = self._sla(session, principal, ref)
+            return records.sls_from_row(self._sls_row(session, sla.id))
+
+    def list_sls(self, principal: Principal, customer: str | None = None) -> list[tuple[Sla, Sls]]:
+        slas = self.list_slas(principal, customer)
+        with self.database.read() as session:
+            rows = {row.sla_id: row for row in session.scalars(select(SlsRow))} if len(slas) > _IN_LIMIT else {
+                row.sla_id: row for row in session.scalars(select(SlsRow).where(SlsRow.sla_id.in_([s.id for s in slas])))}
+        return [(sla, records.sls_from_row(rows[sla.id])) for sla in slas]
+
+    def sls_history(self, principal: Principal, ref: SlaRef) -> list[SlsHistoryEntry]:
+        with self.database.read() as session:
+            sla = self._sla(session, principal, ref)
+            rows = session.scalars(select(SlsHistoryRow).where(SlsHistoryRow.sla_id == sla.id).order_by(SlsHistoryRow.version))
+            return [records.history_from_row(row) for row in rows]
+
+    def next_change_allowed(self, principal: Principal, ref: SlaRef) -> datetime | None:
+        """When a customer may next change this SLS (None: now)."""
+        with self.database.read() as session:
+            sla = self._sla(session, principal, ref)
+            last = self._sls_row(session, sla.id).last_customer_change_at
+        interval = sla.terms.change_policy.min_interval
+        if last is None or not interval or last + interval <= self.clock():
+            return None
+        return last + interval
+
+    def topology(self, principal: Principal) -> Topology:
+        self._require_domain_manager(principal, "read the topology")
+        with self.database.read() as session:
+            return self._topology(session)
+
+    def link_loads(self, principal: Principal) -> list[LinkLoad]:
+        self._require_domain_manager(principal, "read link loads")
+        with self.database.read() as session:
+            return [_load_from_row(row) for row in session.scalars(select(LinkRow).order_by(LinkRow.name))]
+
+    def recent_events(self, principal: Principal, limit: int = 50) -> list[Event]:
+        self._require_domain_manager(principal, "read the event log")
+        with self.database.read() as session:
+            rows = session.scalars(select(EventRow).order_by(EventRow.id.desc()).limit(limit))
+            return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
+
+    # ------------------------------------------------------------------ customers
+
+    def add_customer(self, principal: Principal, name: str, kind: CustomerKind, display_name: str = "") -> Customer:
+        self._require_domain_manager(principal, "add customers")
+        with self._write(principal) as tx:
+            return self._add_customers(tx, [(name, kind, display_name or name)])[0]
+
+    def _add_customers(self, tx: _Tx, wanted: Sequence[tuple[str, CustomerKind, str]]) -> list[Customer]:
+        if not wanted:
+            return []
+        for name, _, _ in wanted:
+            if not name or len(name) > 64 or not all(ch.isalnum() or ch in "-_." for ch in name):
+                raise InvalidValue(f"customer name {name!r} must be 1-64 letters, digits, '-', '_' or '.'",
+                                   field="customer.name", value=name)
+        names = [name for name, _, _ in wanted]
+        taken = _present(tx.session, CustomerRow.name, names)
+        if taken or len(set(names)) != len(names):
+            duplicate = sorted(taken)[0] if taken else next(n for n in names if names.count(n) > 1)
+            raise Conflict(f"customer {duplicate!r} already exists", field="customer.name", value=duplicate)
+        rows = tx.session.execute(
+            insert(CustomerRow).returning(CustomerRow.id, sort_by_parameter_order=True),
+            [{"name": n, "kind": k.value, "display_name": d} for n, k, d in wanted]).scalars().all()
+        for name, kind, _ in wanted:
+            tx.emit(ev.CUSTOMER_ADDED, f"customer:{name}", kind=kind.value)
+        return [Customer(i, n, k, d) for i, (n, k, d) in zip(rows, wanted)]
+
+    def rename_customer(self, principal: Principal, name: str, display_name: str) -> Customer:
+        self._require_domain_manager(principal, "change customers")
+        with self._write(principal) as tx:
+            row = self._customer_row(tx.session, principal, name)
+            row.display_name = display_name
+            tx.emit(ev.CUSTOMER_CHANGED, f"customer:{name}", display_name=display_name)
+            return records.customer_from_row(row)
+
+    # ------------------------------------------------------------------ SLAs
+
+    def create_sla(self, principal: Principal, spec: SlaSpec) -> Sla:
+        check_may_manage_slas(principal)
+        with self._write(principal) as tx:
+            created = self._create_slas(tx, [spec])
+        return self.get_sla(principal, created[0])
+
+    def _create_slas(self, tx: _Tx, specs: Sequence[SlaSpec], progress: Progress | None = None) -> list[int]:
+        """Check and insert SLAs in bulk; all or nothing. Returns the new SLA ids."""
+        if not specs:
+            return []
+        session = tx.session
+        self._mark_sls_writer(session)
+        topology = self._topology(session)
+        customers = self._customers_by_name(session, {s.customer for s in specs})
+        names = [s.name for s in specs]
+        clash = sorted(_present(session, SlaRow.name, names))
+        if clash or len(set(names)) != len(names):
+            duplicate = clash[0] if clash else next(n for n in names if names.count(n) > 1)
+            raise Conflict(f"SLA {duplicate!r} already exists", field="sla.name", value=duplicate)
+        prefixes = self._prefix_registry(session)
+        paths: dict[str, tuple[str, ...]] = {}
+        planned: list[tuple[SlaSpec, SlaTerms, tuple[str, ...], ServiceClassName, int]] = []
+        for spec in specs:
+            try:
+                customer = customers.get(spec.customer)
+                if customer is None:
+                    raise NotFound(f"customer {spec.customer!r} does not exist", field="customer", value=spec.customer)
+                terms = self.resolve_terms(spec)
+                check_sla_terms(terms, self.catalog.offering(spec.offering), CustomerKind(customer.kind), topology)
+                if spec.state == LifecycleState.DEINSTALLED:
+                    raise InvalidValue("a new SLA cannot start deinstalled", field="state", value=spec.state.value)
+                for prefix in terms.attachment.prefixes:
+                    prefixes.add(prefix, spec.name)
+                if terms.attachment.router not in paths:
+                    paths[terms.attachment.router] = topology.path_to_egress(terms.attachment.router)
+                service_class, bandwidth = self._initial_sls(spec, terms)
+            except CsmmError as exc:
+                raise exc.within(f"SLA {spec.name}") if len(specs) > 1 else exc from None
+            planned.append((spec, terms, paths[terms.attachment.router], service_class, bandwidth))
+
+        loads = self._lock_loads(session, sorted({name for _, _, path, _, _ in planned for name in path}))
+        for spec, terms, path, service_class, bandwidth in planned:
+            try:
+                self._admit_on(loads, path, sla_reservation(terms.bounds), "reserved")
+                self._admit_on(loads, path, sls_demand(service_class, bandwidth), "in_use")
+            except CsmmError as exc:
+                raise exc.within(f"SLA {spec.name}") from None
+
+        ids: list[int] = []
+        chunk = 2000
+        for start in range(0, len(planned), chunk):
+            part = planned[start:start + chunk]
+            ids.extend(self._insert_slas(tx, customers, part))
+            if progress:
+                progress(len(part))
+        self._store_loads(session, loads)
+        return ids
+
+    def _insert_slas(self, tx: _Tx, customers: dict[str, CustomerRow],
+                     planned: Sequence[tuple[SlaSpec, SlaTerms, tuple[str, ...], ServiceClassName, int]]) -> list[int]:
+        session, now, who = tx.session, tx.now, str(tx.principal)
+        ids = list(session.execute(insert(SlaRow).returning(SlaRow.id, sort_by_parameter_order=True), [
+            {"name": spec.name, "customer_id": customers[spec.customer].id, **records.terms_columns(terms),
+             "state": spec.state.value, "path": list(path), "created_at": now, "updated_at": now}
+            for spec, terms, path, _, _ in planned]).scalars())
+        channel = Channel.PROVISIONING.value if len(planned) > 1 else Channel.CLI.value
+        session.execute(insert(SlsRow), [
+            {"sla_id": i, "service_class": c.value, "bandwidth_bps": b, "version": 1, "changed_at": now,
+             "changed_by": who, "channel": channel, "last_customer_change_at": None}
+            for i, (_, _, _, c, b) in zip(ids, planned)])
+        session.execute(insert(SlsHistoryRow), [
+            {"sla_id": i, "version": 1, "service_class": c.value, "bandwidth_bps": b, "effective_from": now,
+             "principal": who, "channel": channel, "fee_cents": 0}
+            for i, (_, _, _, c, b) in zip(ids, planned)])
+        session.execute(insert(SlaStateChangeRow), [
+            {"sla_id": i, "at": now, "from_state": None, "to_state": spec.state.value, "principal": who, "note": "created"}
+            for i, (spec, _, _, _, _) in zip(ids, planned)])
+        for i, (spec, terms, _, c, b) in zip(ids, planned):
+            tx.emit(ev.SLA_CREATED, f"sla:{spec.name}", sla_id=i, customer=spec.customer, offering=terms.offering,
+                    state=spec.state.value, service_class=c.value, bandwidth_bps=b)
+        return ids
+
+    def modify_sla(self, principal: Principal, ref: SlaRef, spec: SlaSpec) -> Sla:
+        """Replace an SLA's terms. The SLS in effect must still fit them; admission runs again."""
+        check_may_manage_slas(principal)
+
+        def run() -> None:
+            with self._write(principal) as tx:
+                self._modify_sla(tx, ref, spec)
+        self._retrying(run)
+        return self.get_sla(principal, spec.name if isinstance(ref, str) else ref)
+
+    def _modify_sla(self, tx: _Tx, ref: SlaRef, spec: SlaSpec) -> None:
+        session = tx.session
+        sls_row = self._sls_row(session, self._sla_row(session, ref).id, lock=True)
+        sla_row = self._sla_row(session, ref)
+        customer = session.get(CustomerRow, sla_row.customer_id)
+        assert customer is not None
+        if spec.customer != customer.name:
+            raise Conflict(f"SLA {sla_row.name} belongs to {customer.name}; it cannot move to {spec.customer}",
+                           field="customer", bound=customer.name, value=spec.customer)
+        old = records.sla_from_row(sla_row, customer)
+        if old.state == LifecycleState.DEINSTALLED:
+            raise Conflict(f"SLA {old.name} is deinstalled; it cannot be modified", field="state", value=old.state.value)
+        terms = self.resolve_terms(spec, old.terms)
+        topology = self._topology(session)
+        check_sla_terms(terms, self.catalog.offering(spec.offering), old.customer_kind, topology)
+        current = records.sls_from_row(sls_row)
+        bounds = terms.bounds.get(current.service_class)
+        if bounds is None or not bounds.min <= current.bandwidth_bps <= bounds.max:
+            raise Conflict(f"the SLS in effect ({current.service_class} {format_bandwidth(current.bandwidth_bps)}) "
+                           f"would be outside the new terms; change the SLS first",
+                           field=f"bounds.{current.service_class.value}",
+                           bound=bounds.model_dump() if bounds else None, value=current.bandwidth_bps)
+        registry = self._prefix_registry(session, exclude=old.name)
+        for prefix in terms.attachment.prefixes:
+            registry.add(prefix, old.name)
+        path = topology.path_to_egress(terms.attachment.router)
+        loads = self._lock_loads(session, sorted(set(path) | set(old.path)))
+        in_use = sls_demand(current.service_class, current.bandwidth_bps)
+        self._admit_on(loads, old.path, Demand() - sla_reservation(old.terms.bounds), "reserved", check=False)
+        self._admit_on(loads, old.path, Demand() - in_use, "in_use", check=False)
+        self._admit_on(loads, path, sla_reservation(terms.bounds), "reserved")
+        self._admit_on(loads, path, in_use, "in_use")
+        self._store_loads(session, loads)
+        changed = _changed_fields(records.terms_columns(old.terms), records.terms_columns(terms))
+        for column, value in records.terms_columns(terms).items():
+            setattr(sla_row, column, value)
+        sla_row.path = list(path)
+        sla_row.updated_at = tx.now
+        if spec.state != old.state:
+            self._set_state(tx, sla_row, old, spec.state, "provisioning")
+        if changed:
+            tx.emit(ev.SLA_CHANGED, f"sla:{old.name}", sla_id=old.id, fields=changed)
+
+    def set_sla_state(self, principal: Principal, ref: SlaRef, state: LifecycleState, note: str = "") -> Sla:
+        check_may_manage_slas(principal)
+
+        def run() -> None:
+            with self._write(principal) as tx:
+                sla_row = self._sla_row(tx.session, ref)
+                self._sls_row(tx.session, sla_row.id, lock=True)
+                customer = tx.session.get(CustomerRow, sla_row.customer_id)
+                assert customer is not None
+                self._set_state(tx, sla_row, records.sla_from_row(sla_row, customer), state, note)
+        self._retrying(run)
+        return self.get_sla(principal, ref)
+
+    def _set_state(self, tx: _Tx, sla_row: SlaRow, sla: Sla, state: LifecycleState, note: str) -> None:
+        check_transition(sla.state, state)
+        if state == LifecycleState.DEINSTALLED:
+            # A deinstalled SLA no longer reserves or uses anything.
+            sls = records.sls_from_row(self._sls_row(tx.session, sla.id))
+            loads = self._lock_loads(tx.session, sorted(sla.path))
+            self._admit_on(loads, sla.path, Demand() - sla_reservation(sla.terms.bounds), "reserved", check=False)
+            self._admit_on(loads, sla.path, Demand() - sls_demand(sls.service_class, sls.bandwidth_bps), "in_use", check=False)
+            self._store_loads(tx.session, loads)
+        sla_row.state = state.value
+        sla_row.updated_at = tx.now
+        tx.session.add(SlaStateChangeRow(sla_id=sla.id, at=tx.now, from_state=sla.state.value, to_state=state.value,
+                                         principal=str(tx.principal), note=note))
+        tx.emit(ev.SLA_STATE_CHANGED, f"sla:{sla.name}", sla_id=sla.id, from_state=sla.state.value, to_state=state.value)
+
+    def state_history(self, principal: Principal, ref: SlaRef) -> list[tuple[datetime, str | None, str, str, str]]:
+        with self.database.read() as session:
+            sla = self._sla(session, principal, ref)
+            rows = session.scalars(select(SlaStateChangeRow).where(SlaStateChangeRow.sla_id == sla.id).order_by(SlaStateChangeRow.id))
+            return [(r.at, r.from_state, r.to_state, r.principal, r.note) for r in rows]
+
+    # ------------------------------------------------------------------ SLS
+
+    def change_sls(self, principal: Principal, ref: SlaRef, service_class: ServiceClassName | str, bandwidth_bps: int,
+                   channel: Channel, expected_version: int | None = None) -> SlsChange:
+        """Change the class and bandwidth in effect. Customers and peers may change only their own
+        SLS; the checking function and admission control decide; nothing changes on refusal."""
+        try:
+            wanted = ServiceClassName(service_class)
+        except ValueError:
+            raise InvalidValue(f"sls.class must be one of {', '.join(c.value for c in ServiceClassName)}, "
+                               f"not {service_class!r}", field="sls.class",
+                               bound=[c.value for c in ServiceClassName], value=str(service_class)) from None
+        if bandwidth_bps < 0:
+            raise OutOfBounds("sls.bandwidth must not be negative", field="sls.bandwidth", bound=0, value=bandwidth_bps)
+
+        def run() -> SlsChange:
+            with self._write(principal) as tx:
+                return self._change_sls(tx, ref, wanted, bandwidth_bps, channel, expected_version)
+        return self._retrying(run)
+
+    def _change_sls(self, tx: _Tx, ref: SlaRef, wanted: ServiceClassName, bandwidth_bps: int,
+                    channel: Channel, expected_version: int | None) -> SlsChange:
+        session = tx.session
+        sla = self._sla(session, tx.principal, ref)
+        sls_row = self._sls_row(session, sla.id, lock=True)
+        current = records.sls_from_row(sls_row)
+        if expected_version is not None and expected_version != current.version:
+            raise Conflict(f"SLS of {sla.name} is at version {current.version}, not {expected_version}",
+                           field="sls.version", bound=current.version, value=expected_version)
+        fee = check_sls_change(sla, current, sls_row.last_customer_change_at, wanted, bandwidth_bps, tx.principal, tx.now)
+        if (wanted, bandwidth_bps) == (current.service_class, current.bandwidth_bps):
+            return SlsChange(current, Decimal("0.00"), changed=False)
+        delta = sls_demand(wanted, bandwidth_bps) - sls_demand(current.service_class, current.bandwidth_bps)
+        if delta != Demand():
+            loads = self._lock_loads(session, sorted(sla.path))
+            self._admit_on(loads, sla.path, delta, "in_use")
+            self._store_loads(session, loads)
+        version = current.version + 1
+        who = str(tx.principal)
+        sls_row.service_class, sls_row.bandwidth_bps, sls_row.version = wanted.value, bandwidth_bps, version
+        sls_row.changed_at, sls_row.changed_by, sls_row.channel = tx.now, who, channel.value
+        if not tx.principal.is_domain_manager:
+            sls_row.last_customer_change_at = tx.now
+        session.add(SlsHistoryRow(sla_id=sla.id, version=version, service_class=wanted.value, bandwidth_bps=bandwidth_bps,
+                                  effective_from=tx.now, principal=who, channel=channel.value, fee_cents=to_cents(fee)))
+        tx.emit(ev.SLS_CHANGED, f"sla:{sla.name}", sla_id=sla.id, customer=sla.customer, version=version,
+                service_class=wanted.value, bandwidth_bps=bandwidth_bps,
+                previous_class=current.service_class.value, previous_bandwidth_bps=current.bandwidth_bps,
+                channel=channel.value, fee=str(fee))
+        return SlsChange(records.sls_from_row(sls_row), fee, changed=True)
+
+    # ------------------------------------------------------------------ topology
+
+    def replace_topology(self, principal: Principal, topology: Topology) -> bool:
+        """Install a new topology; recompute every SLA's path and every link's load. Refused (and
+        nothing changes) if an SLA's attachment disappears or a link would exceed its shares."""
+        self._require_domain_manager(principal, "change the topology")
+        with self._write(principal) as tx:
+            return self._replace_topology(tx, topology)
+
+    def _replace_topology(self, tx: _Tx, topology: Topology) -> bool:
+        session = tx.session
+        self._lock_tables_for_rebuild(session)
+        topology.validate()
+        if topology == self._topology(session):
+            return False
+        routers, interfaces, links = records.topology_rows(topology)
+        loads = {link.name: LinkLoad(link, Demand(), Demand()) for link in topology.links}
+        paths: dict[str, tuple[str, ...]] = {}
+        active = session.execute(select(SlaRow, CustomerRow, SlsRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
+                                 .join(SlsRow, SlsRow.sla_id == SlaRow.id)
+                                 .where(SlaRow.state != LifecycleState.DEINSTALLED.value))
+        path_updates = []
+        for sla_row, customer, sls_row in active:
+            sla = records.sla_from_row(sla_row, customer)
+            try:
+                check_attachment(sla.terms, sla.customer_kind, topology)
+            except (InvalidValue, OutOfBounds, NotFound) as exc:
+                raise Conflict(f"the new topology breaks SLA {sla.name}: {exc}", field="topology", value=sla.name) from exc
+            router = sla.terms.attachment.router
+            if router not in paths:
+                paths[router] = topology.path_to_egress(router)
+            for name in paths[router]:
+                load = loads[name]
+                loads[name] = LinkLoad(load.link, load.reserved + sla_reservation(sla.terms.bounds),
+                                       load.in_use + sls_demand(ServiceClassName(sls_row.service_class), sls_row.bandwidth_bps))
+            if tuple(sla_row.path) != paths[router]:
+                path_updates.append({"sla_id": sla.id, "path": list(paths[router])})
+        for load in loads.values():
+            admit([LinkLoad(load.link, Demand(), Demand())], load.reserved, measure="reserved", overbooking=self.overbooking)
+            admit([LinkLoad(load.link, Demand(), Demand())], load.in_use, measure="in_use")
+        session.execute(LinkRow.__table__.delete())
+        session.execute(InterfaceRow.__table__.delete())
+        session.execute(RouterRow.__table__.delete())
+        if routers:
+            session.execute(insert(RouterRow), routers)
+        if interfaces:
+            session.execute(insert(InterfaceRow), interfaces)
+        if links:
+            session.execute(insert(LinkRow), links)
+        self._store_loads(session, loads)
+        for item in path_updates:
+            session.execute(update(SlaRow).where(SlaRow.id == item["sla_id"]).values(path=item["path"]))
+        tx.emit(ev.TOPOLOGY_CHANGED, "topology", routers=len(routers), links=len(links), paths_changed=len(path_updates))
+        return True
+
+    # ------------------------------------------------------------------ audit
+
+    def audit(self, principal: Principal) -> list[str]:
+        """Recompute every derived figure from first principles; return the discrepancies found.
+        Checks: link loads equal the sums over SLAs, no link above its shares, the SLS in effect is
+        the last history version, history versions are contiguous, every SLS within its SLA."""
+        self._require_domain_manager(principal, "audit the database")
+        problems: list[str] = []
+        with self.database.read() as session:
+            links = {row.name: _load_from_row(row) for row in session.scalars(select(LinkRow))}
+            expected = {name: LinkLoad(load.link, Demand(), Demand()) for name, load in links.items()}
+            rows = session.execute(select(SlaRow, CustomerRow, SlsRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
+                                   .join(SlsRow, SlsRow.sla_id == SlaRow.id))
+            last_versions = dict(session.execute(select(SlsHistoryRow.sla_id, func.max(SlsHistoryRow.version))
+                                                 .group_by(SlsHistoryRow.sla_id)).all())
+            counts = dict(session.execute(select(SlsHistoryRow.sla_id, func.count()).group_by(SlsHistoryRow.sla_id)).all())
+            last_entries = {row.sla_id: row for row in session.scalars(
+                select(SlsHistoryRow).join(SlsRow, (SlsRow.sla_id == SlsHistoryRow.sla_id) & (SlsRow.version == SlsHistoryRow.version)))}
+            for sla_row, customer, sls_row in rows:
+                sla, sls = records.sla_from_row(sla_row, customer), records.sls_from_row(sls_row)
+                if last_versions.get(sla.id) != sls.version or counts.get(sla.id) != sls.version:
+                    problems.append(f"SLA {sla.name}: SLS version {sls.version}, history has {counts.get(sla.id)} "
+                                    f"entries up to {last_versions.get(sla.id)}")
+                entry = last_entries.get(sla.id)
+                if entry is None or (entry.service_class, entry.bandwidth_bps) != (sls.service_class.value, sls.bandwidth_bps):
+                    problems.append(f"SLA {sla.name}: SLS in effect differs from its last history entry")
+                bounds = sla.terms.bounds.get(sls.service_class)
+                if bounds is None or not bounds.min <= sls.bandwidth_bps <= bounds.max:
+                    problems.append(f"SLA {sla.name}: SLS {sls.service_class} {sls.bandwidth_bps} outside its bounds")
+                if sla.state == LifecycleState.DEINSTALLED:
+                    continue
+                for name in sla.path:
+                    load = expected[name]
+                    expected[name] = LinkLoad(load.link, load.reserved + sla_reservation(sla.terms.bounds),
+                                              load.in_use + sls_demand(sls.service_class, sls.bandwidth_bps))
+        for name, load in links.items():
+            want = expected[name]
+            if (load.reserved, load.in_use) != (want.reserved, want.in_use):
+                problems.append(f"link {name}: stored load {load.reserved}/{load.in_use} != recomputed {want.reserved}/{want.in_use}")
+            if want.in_use.gold > load.link.gold_limit() or want.in_use.gold_silver > load.link.gold_silver_limit():
+                problems.append(f"link {name}: SLSs in effect exceed the class shares ({want.in_use})")
+            if (want.reserved.gold > load.link.gold_limit(self.overbooking)
+                    or want.reserved.gold_silver > load.link.gold_silver_limit(self.overbooking)):
+                problems.append(f"link {name}: SLA reservations exceed the class shares ({want.reserved})")
+        return problems
+
+    # ------------------------------------------------------------------ provisioning (one transaction)
+
+    def provision(self, principal: Principal, plan: "ProvisioningPlan", progress: Progress | None = None) -> None:
+        """Apply a whole provisioning plan in one transaction: all of it, or nothing."""
+        self._require_domain_manager(principal, "provision")
+        with self._write(principal) as tx:
+            self._lock_tables_for_rebuild(tx.session)
+            if plan.topology is not None:
+                self._replace_topology(tx, plan.topology)
+            self._add_customers(tx, plan.new_customers)
+            for name, display_name in plan.renamed_customers:
+                row = self._customer_row(tx.session, principal, name)
+                row.display_name = display_name
+                tx.emit(ev.CUSTOMER_CHANGED, f"customer:{name}", display_name=display_name)
+            self._create_slas(tx, plan.new_slas, progress)
+            for spec in plan.changed_slas:
+                self._modify_sla(tx, spec.name, spec)
+                if progress:
+                    progress(1)
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_domain_manager(self, principal: Principal, action: str) -> None:
+        if not principal.is_domain_manager:
+            raise Forbidden(f"only the domain manager may {action}; {principal} may not",
+                            field="principal", value=str(principal))
+
+    def resolve_terms(self, spec: SlaSpec, existing: SlaTerms | None = None) -> SlaTerms:
+        """The full SLA terms a spec asks for. Terms the spec leaves out come from the offering for
+        a new SLA; for an existing SLA on the same offering they keep their signed values, so
+        catalog edits never change a contract. Default bounds are the offering's, each maximum
+        capped at the access speed."""
+        offering = self.catalog.offering(spec.offering)
+        keep = existing if existing is not None and existing.offering == spec.offering else None
+        speed = spec.attachment.access_speed_bps
+        if spec.bounds is not None:
+            bounds = dict(spec.bounds)
+        elif keep is not None and keep.attachment.access_speed_bps == speed:
+            bounds = dict(keep.bounds)
+        else:
+            bounds = {}
+            for service_class, offered in offering.bounds.items():
+                if offered.min > speed:
+                    raise OutOfBounds(f"access speed {format_bandwidth(speed)} is below the {service_class} minimum "
+                                      f"{format_bandwidth(offered.min)} of offering {offering.name}",
+                                      field="attachment.access_speed", bound=offered.min, value=speed)
+                bounds[service_class] = ClassBounds(min=offered.min, max=min(offered.max, speed))
+        return SlaTerms(
+            offering=spec.offering, attachment=spec.attachment, bounds=bounds,
+            tariff=keep.tariff if keep else offering.tariff,
+            change_policy=spec.change_policy or (keep.change_policy if keep else offering.change_policy),
+            availability=spec.availability or (keep.availability if keep else offering.availability),
+            valid_from=spec.valid_from or (existing.valid_from if existing else self.clock()),
+            valid_until=spec.valid_until)
+
+    def _initial_sls(self, spec: SlaSpec, terms: SlaTerms) -> tuple[ServiceClassName, int]:
+        """The SLS a new SLA starts with: the offering's default class at that class's maximum,
+        unless the spec says otherwise."""
+        service_class = spec.initial_class or self.catalog.offering(spec.offering).default_class
+        bounds = terms.bounds.get(service_class)
+        if bounds is None:
+            raise InvalidValue(f"SLA {spec.name}: initial class {service_class} has no bounds in the SLA",
+                               field="sls.class", bound=sorted(c.value for c in terms.bounds), value=service_class.value)
+        bandwidth = spec.initial_bandwidth_bps if spec.initial_bandwidth_bps is not None else bounds.max
+        if not bounds.min <= bandwidth <= bounds.max:
+            raise OutOfBounds(f"SLA {spec.name}: initial sls.bandwidth {format_bandwidth(bandwidth)} is outside "
+                              f"{format_bandwidth(bounds.min)}..{format_bandwidth(bounds.max)}",
+                              field="sls.bandwidth", bound=bounds.max if bandwidth > bounds.max else bounds.min,
+                              value=bandwidth)
+        return service_class, bandwidth
+
+    def _topology(self, session: Session) -> Topology:
+        return records.topology_from_rows(list(session.scalars(select(RouterRow))),
+                                          list(session.scalars(select(InterfaceRow))),
+                                          list(session.scalars(select(LinkRow))))
+
+    def _customers_by_name(self, session: Session, names: set[str]) -> dict[str, CustomerRow]:
+        query = select(CustomerRow)
+        if len(names) <= _IN_LIMIT:
+            query = query.where(CustomerRow.name.in_(sorted(names)))
+        return {row.name: row for row in session.scalars(query) if row.name in names}
+
+    def _customer_row(self, session: Session, principal: Principal, name: str) -> CustomerRow:
+        row = session.scalars(select(CustomerRow).where(CustomerRow.name == name)).first()
+        if row is None or not principal.owns(row.name):
+            raise NotFound(f"no customer {name!r}", field="customer", value=name)
+        return row
+
+    def _sla_row(self, session: Session, ref: SlaRef) -> SlaRow:
+        query = select(SlaRow).where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
+        row = session.scalars(query).first()
+        if row is None:
+            raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
+        return row
+
+    def _sla(self, session: Session, principal: Principal, ref: SlaRef) -> Sla:
+        """Load an SLA the principal may see. Another customer's SLA is reported as not found,
+        exactly like a missing one, so its existence does not leak."""
+        query = select(SlaRow, CustomerRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
+        query = query.where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
+        found = session.execute(query).first()
+        if found is None or not principal.owns(found[1].name) or not _role_matches(principal, found[1]):
+            raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
+        return records.sla_from_row(found[0], found[1])
+
+    def _sls_row(self, session: Session, sla_id: int, *, lock: bool = False) -> SlsRow:
+        query = select(SlsRow).where(SlsRow.sla_id == sla_id)
+        if lock:
+            query = query.with_for_update()
+        row = session.scalars(query).first()
+        if row is None:
+            raise NotFound(f"SLA {sla_id} has no SLS", field="sls", value=sla_id)
+        return row
+
+    def _prefix_registry(self, session: Session, exclude: str | None = None) -> PrefixRegistry:
+        registry = PrefixRegistry()
+        rows = session.execute(select(SlaRow.name, SlaRow.prefixes).where(SlaRow.state != LifecycleState.DEINSTALLED.value))
+        for name, prefixes in rows:
+            if name != exclude:
+                for prefix in prefixes:
+                    registry.add(prefix, name)
+        return registry
+
+    def _lock_loads(self, session: Session, names: Sequence[str]) -> dict[str, LinkLoad]:
+        """Lock the link rows (in name order: no deadlocks between writers) and read their loads."""
+        if not names:
+            return {}
+        query = select(LinkRow).where(LinkRow.name.in_(list(names))).order_by(LinkRow.name).with_for_update()
+        return {row.name: _load_from_row(row) for row in session.scalars(query)}
+
+    def _admit_on(self, loads: dict[str, LinkLoad], path: Sequence[str], delta: Demand, measure: str,
+                  *, check: bool = True) -> None:
+        """Admit `delta` on every link of `path` and add it to the loads (in memory)."""
+        selected = [loads[name] for name in path]
+        if check:
+            admit(selected, delta, measure=measure,  # type: ignore[arg-type]
+                  overbooking=self.overbooking if measure == "reserved" else Decimal(1))
+        for load in selected:
+            if measure == "reserved":
+                loads[load.link.name] = LinkLoad(load.link, load.reserved + delta, load.in_use)
+            else:
+                loads[load.link.name] = LinkLoad(load.link, load.reserved, load.in_use + delta)
+
+    def _store_loads(self, session: Session, loads: dict[str, LinkLoad]) -> None:
+        for name, load in loads.items():
+            session.execute(update(LinkRow).where(LinkRow.name == name).values(
+                reserved_gold_bps=load.reserved.gold, reserved_gold_silver_bps=load.reserved.gold_silver,
+                in_use_gold_bps=load.in_use.gold, in_use_gold_silver_bps=load.in_use.gold_silver))
+
+
+@dataclass(frozen=True)
+class ProvisioningPlan:
+    """The changes `csmm apply` found between a provisioning file and the database."""
+
+    topology: Topology | None = None
+    new_customers: list[tuple[str, CustomerKind, str]] = field(default_factory=list)
+    renamed_customers: list[tuple[str, str]] = field(default_factory=list)
+    new_slas: list[SlaSpec] = field(default_factory=list)
+    changed_slas: list[SlaSpec] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return (self.topology is None and not self.new_customers and not self.renamed_customers
+                and not self.new_slas and not self.changed_slas)
+
+
+# Above this many values, read the whole column instead of a huge IN list (SQLite caps parameters).
+_IN_LIMIT = 20000
+
+
+def _present(session: Session, column: Any, values: Sequence[str]) -> set[str]:
+    """Which of `values` already exist in `column`."""
+    if len(values) > _IN_LIMIT:
+        return set(session.scalars(select(column))) & set(values)
+    return set(session.scalars(select(column).where(column.in_(list(values)))))
+
+
+def _role_matches(principal: Principal, customer: CustomerRow) -> bool:
+    """A customer principal reaches only customers, a peer principal only peer domains."""
+    if principal.is_domain_manager:
+        return True
+    return (principal.role == Role.PEER) == (customer.kind == CustomerKind.PEER.value)
+
+
+def _load_from_row(row: LinkRow) -> LinkLoad:
+    return LinkLoad(records.link_from_row(row), Demand(row.reserved_gold_bps, row.reserved_gold_silver_bps),
+                    Demand(row.in_use_gold_bps, row.in_use_gold_silver_bps))
+
+
+def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(key for key in new if old.get(key) != new[key])
+
+
+__all__ = ["DOMAIN_MANAGER", "ProvisioningPlan", "ServiceLayer", "SlaSpec", "SlsChange", "utc_now"]

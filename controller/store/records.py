@@ -1,0 +1,92 @@
+"""Conversions between table rows and domain values (the only place that knows both)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from controller.domain.catalog import AvailabilityObjective, ChangePolicy, ClassBounds, ServiceClassName, Tariff
+from controller.domain.principal import Channel
+from controller.domain.sla import Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms
+from controller.domain.sls import Sls, SlsHistoryEntry
+from controller.domain.topology import ClassShares, Endpoint, Interface, InterfaceRole, Link, Router, Topology
+from controller.domain.units import from_cents
+from controller.store.schema import CustomerRow, InterfaceRow, LinkRow, RouterRow, SlaRow, SlsHistoryRow, SlsRow
+
+
+def topology_from_rows(routers: list[RouterRow], interfaces: list[InterfaceRow], links: list[LinkRow]) -> Topology:
+    by_router: dict[str, list[Interface]] = {}
+    for row in sorted(interfaces, key=lambda r: (r.router_id, r.name)):
+        by_router.setdefault(row.router_id, []).append(
+            Interface(row.router_id, row.name, row.capacity_bps, InterfaceRole(row.role)))
+    return Topology(
+        routers=tuple(Router(r.id, r.mgmt_address, tuple(by_router.get(r.id, ()))) for r in sorted(routers, key=lambda r: r.id)),
+        links=tuple(link_from_row(row) for row in sorted(links, key=lambda r: r.name)),
+    )
+
+
+def link_from_row(row: LinkRow) -> Link:
+    far = Endpoint(row.b_router, row.b_interface) if row.b_router and row.b_interface else None
+    return Link(row.name, Endpoint(row.a_router, row.a_interface), far, row.capacity_bps,
+                ClassShares(Decimal(row.gold_share), Decimal(row.gold_silver_share)))
+
+
+def topology_rows(topology: Topology) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    routers = [{"id": r.id, "mgmt_address": r.mgmt_address} for r in topology.routers]
+    interfaces = [{"router_id": r.id, "name": i.name, "capacity_bps": i.capacity_bps, "role": i.role.value}
+                  for r in topology.routers for i in r.interfaces]
+    links = [{"name": link.name, "a_router": link.a.router, "a_interface": link.a.interface,
+              "b_router": link.b.router if link.b else None, "b_interface": link.b.interface if link.b else None,
+              "capacity_bps": link.capacity_bps, "gold_share": str(link.shares.gold),
+              "gold_silver_share": str(link.shares.gold_silver),
+              "reserved_gold_bps": 0, "reserved_gold_silver_bps": 0, "in_use_gold_bps": 0, "in_use_gold_silver_bps": 0}
+             for link in topology.links]
+    return routers, interfaces, links
+
+
+def customer_from_row(row: CustomerRow) -> Customer:
+    return Customer(row.id, row.name, CustomerKind(row.kind), row.display_name)
+
+
+def terms_columns(terms: SlaTerms) -> dict[str, Any]:
+    return {
+        "offering": terms.offering,
+        "router_id": terms.attachment.router,
+        "interface": terms.attachment.interface,
+        "access_speed_bps": terms.attachment.access_speed_bps,
+        "prefixes": list(terms.attachment.prefixes),
+        "bounds": {c.value: b.model_dump(mode="json") for c, b in sorted(terms.bounds.items())},
+        "tariff": terms.tariff.model_dump(mode="json"),
+        "change_policy": terms.change_policy.model_dump(mode="json", by_alias=True),
+        "availability": terms.availability.model_dump(mode="json", by_alias=True),
+        "valid_from": terms.valid_from,
+        "valid_until": terms.valid_until,
+    }
+
+
+def terms_from_row(row: SlaRow) -> SlaTerms:
+    return SlaTerms(
+        offering=row.offering,
+        attachment=Attachment(row.router_id, row.interface, row.access_speed_bps, tuple(row.prefixes)),
+        bounds={ServiceClassName(c): ClassBounds.model_validate(b) for c, b in row.bounds.items()},
+        tariff=Tariff.model_validate(row.tariff),
+        change_policy=ChangePolicy.model_validate(row.change_policy),
+        availability=AvailabilityObjective.model_validate(row.availability),
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+    )
+
+
+def sla_from_row(row: SlaRow, customer: CustomerRow) -> Sla:
+    return Sla(row.id, row.name, customer.name, CustomerKind(customer.kind), terms_from_row(row),
+               LifecycleState(row.state), tuple(row.path))
+
+
+def sls_from_row(row: SlsRow) -> Sls:
+    return Sls(row.sla_id, ServiceClassName(row.service_class), row.bandwidth_bps, row.version,
+               row.changed_at, row.changed_by, Channel(row.channel))
+
+
+def history_from_row(row: SlsHistoryRow) -> SlsHistoryEntry:
+    return SlsHistoryEntry(row.sla_id, row.version, ServiceClassName(row.service_class), row.bandwidth_bps,
+                           row.effective_from, row.principal, Channel(row.channel), from_cents(row.fee_cents))

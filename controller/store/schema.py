@@ -1,0 +1,160 @@
+"""The CSMM database: the SLA and SLS databases of the seed, plus topology, loads and the event log.
+
+Money is stored in integer cents, bandwidth in bit/s, times as UTC. `sls_history` is
+append-only (triggers in the migration refuse UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone; we restore it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class RouterRow(Base):
+    __tablename__ = "routers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mgmt_address: Mapped[str] = mapped_column(String(64))
+
+
+class InterfaceRow(Base):
+    __tablename__ = "interfaces"
+    router_id: Mapped[str] = mapped_column(ForeignKey("routers.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capacity_bps: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class LinkRow(Base):
+    """A router-to-router link, or an egress point (b_router NULL). Its load columns are the sums
+    over the SLAs crossing it; admission locks this row, which serialises writers per link."""
+
+    __tablename__ = "links"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    a_router: Mapped[str] = mapped_column(String(64))
+    a_interface: Mapped[str] = mapped_column(String(64))
+    b_router: Mapped[str | None] = mapped_column(String(64))
+    b_interface: Mapped[str | None] = mapped_column(String(64))
+    capacity_bps: Mapped[int] = mapped_column(BigInteger)
+    gold_share: Mapped[str] = mapped_column(String(16))
+    gold_silver_share: Mapped[str] = mapped_column(String(16))
+    reserved_gold_bps: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_gold_silver_bps: Mapped[int] = mapped_column(BigInteger, default=0)
+    in_use_gold_bps: Mapped[int] = mapped_column(BigInteger, default=0)
+    in_use_gold_silver_bps: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    display_name: Mapped[str] = mapped_column(String(200))
+
+
+class SlaRow(Base):
+    __tablename__ = "slas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    offering: Mapped[str] = mapped_column(String(64))
+    router_id: Mapped[str] = mapped_column(String(64))
+    interface: Mapped[str] = mapped_column(String(64))
+    access_speed_bps: Mapped[int] = mapped_column(BigInteger)
+    prefixes: Mapped[list[Any]] = mapped_column(JSON)
+    bounds: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tariff: Mapped[dict[str, Any]] = mapped_column(JSON)
+    change_policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    availability: Mapped[dict[str, Any]] = mapped_column(JSON)
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(20))
+    path: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SlaStateChangeRow(Base):
+    __tablename__ = "sla_state_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    principal: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class SlsRow(Base):
+    """The SLS in effect now, one row per SLA. `version` guards against lost updates."""
+
+    __tablename__ = "sls"
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"), primary_key=True)
+    service_class: Mapped[str] = mapped_column(String(16))
+    bandwidth_bps: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    last_customer_change_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SlsHistoryRow(Base):
+    """Append-only: every SLS version ever in effect, with who changed it, how, and the fee."""
+
+    __tablename__ = "sls_history"
+    __table_args__ = (UniqueConstraint("sla_id", "version", name="uq_sls_history_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    service_class: Mapped[str] = mapped_column(String(16))
+    bandwidth_bps: Mapped[int] = mapped_column(BigInteger)
+    effective_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    principal: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventRow(Base):
+    """Events written in the same transaction as the change they announce (an outbox)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_type_id", "type", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    type: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(100))
+    principal: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+__all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
+           "SlsRow", "SlsHistoryRow", "EventRow", "UtcDateTime"]
