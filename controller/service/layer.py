@@ -24,7 +24,7 @@ from controller.domain.catalog import AvailabilityObjective, Catalog, ChangePoli
 from controller.domain.checks import (Demand, LinkLoad, PrefixRegistry, admit, check_attachment, check_may_manage_slas,
                                       check_sla_terms,
                                       check_sls_change, sla_reservation, sls_demand)
-from controller.domain.errors import Conflict, CsmmError, Forbidden, InvalidValue, NotFound, OutOfBounds
+from controller.domain.errors import ClassNotAllowed, Conflict, CsmmError, Forbidden, InvalidValue, NotFound, OutOfBounds
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import (Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms,
                                    check_transition)
@@ -279,7 +279,7 @@ class ServiceLayer:
                     paths[terms.attachment.router] = topology.path_to_egress(terms.attachment.router)
                 service_class, bandwidth = self._initial_sls(spec, terms)
             except CsmmError as exc:
-                raise exc.within(f"SLA {spec.name}") if len(specs) > 1 else exc from None
+                raise exc.within(f"SLA {spec.name}") from None
             planned.append((spec, terms, paths[terms.attachment.router], service_class, bandwidth))
 
         loads = self._lock_loads(session, sorted({name for _, _, path, _, _ in planned for name in path}))
@@ -624,7 +624,7 @@ class ServiceLayer:
         service_class = spec.initial_class or self.catalog.offering(spec.offering).default_class
         bounds = terms.bounds.get(service_class)
         if bounds is None:
-            raise InvalidValue(f"SLA {spec.name}: initial class {service_class} has no bounds in the SLA",
+            raise ClassNotAllowed(f"SLA {spec.name}: initial class {service_class} has no bounds in the SLA",
                                field="sls.class", bound=sorted(c.value for c in terms.bounds), value=service_class.value)
         bandwidth = spec.initial_bandwidth_bps if spec.initial_bandwidth_bps is not None else bounds.max
         if not bounds.min <= bandwidth <= bounds.max:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-DEFAULT_URL = "sqlite:///csmm.sqlite3"
+DEFAULT_URL = "sqlite:///var/csmm.sqlite3"  # relative to the working directory
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -29,6 +29,8 @@ class Database:
     def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite and self.url.database and self.url.database != ":memory:":
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         if self.is_sqlite:
             self._writer = self._sqlite_engine(begin="BEGIN IMMEDIATE", echo=echo)
             self._reader = self._sqlite_engine(begin="BEGIN", echo=echo)

@@ -1,0 +1,46 @@
+"""The store on SQLite and PostgreSQL: migrations build exactly the declared schema, and the
+SLS history cannot be rewritten."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from controller.domain.principal import DOMAIN_MANAGER, Channel
+from controller.service.layer import ServiceLayer
+from controller.store import migrate
+from controller.store.database import Database
+from controller.store.schema import Base
+
+
+def test_migrations_build_exactly_the_declared_schema(database_url: str) -> None:
+    database = Database(database_url)
+    assert migrate.is_up_to_date(database)
+    with database.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    database.dispose()
+    assert differences == []
+
+
+def test_upgrade_is_idempotent(database_url: str) -> None:
+    database = Database(database_url)
+    migrate.upgrade(database)
+    assert migrate.current_revision(database) == migrate.head_revision(database)
+    database.dispose()
+
+
+@pytest.mark.parametrize("statement", ["UPDATE sls_history SET bandwidth_bps = 1", "DELETE FROM sls_history"])
+def test_sls_history_is_append_only(demo_any_db: ServiceLayer, statement: str) -> None:
+    demo_any_db.change_sls(DOMAIN_MANAGER, "acme-hq", "gold", 2_000_000, Channel.CLI)
+    with pytest.raises((DBAPIError, IntegrityError), match="append-only"):
+        with demo_any_db.database.write() as session:
+            session.execute(text(statement))
+    assert len(demo_any_db.sls_history(DOMAIN_MANAGER, "acme-hq")) == 2
+
+
+def test_demo_provisioning_loads_and_audits_clean_on_both_databases(demo_any_db: ServiceLayer) -> None:
+    assert len(demo_any_db.list_slas(DOMAIN_MANAGER)) == 5
+    assert demo_any_db.audit(DOMAIN_MANAGER) == []
