@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -210,8 +212,8 @@ def apply_cmd(obj: Context, file: Path, dry_run: bool) -> None:
     if dry_run:
         click.echo(f"dry run: {report.summary()}")
     elif steps >= PROGRESS_FROM:
-        with click.progressbar(length=steps, label="applying SLAs", file=sys.stderr, show_pos=True, show_eta=True) as bar:
-            obj.service.provision(obj.principal, work, bar.update)
+        with _progress(steps, "applying SLAs") as advance:
+            obj.service.provision(obj.principal, work, advance)
         click.echo(report.summary())
     else:
         if not work.is_empty:
@@ -458,6 +460,25 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; on a pipe or in a log, a line every tenth of the way."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+            yield bar.update
+        return
+    done = 0
+    started = time.monotonic()
+    next_report = total / 10
+
+    def advance(count: int) -> None:
+        nonlocal done, next_report
+        done += count
+        if done >= next_report or done == total:
+            click.echo(f"{label}: {done}/{total} ({100 * done // total} %, {time.monotonic() - started:.1f} s)", err=True)
+            next_report = done + total / 10
+    yield advance
 
 def _ref(text: str) -> int | str:
     return int(text) if text.isdigit() else text

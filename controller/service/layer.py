@@ -291,7 +291,7 @@ class ServiceLayer:
                 raise exc.within(f"SLA {spec.name}") from None
 
         ids: list[int] = []
-        chunk = 2000
+        chunk = max(100, min(2000, len(planned) // 20))  # ~20 progress steps on a large apply
         for start in range(0, len(planned), chunk):
             part = planned[start:start + chunk]
             ids.extend(self._insert_slas(tx, customers, part))
