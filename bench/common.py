@@ -37,12 +37,12 @@ def topology_entry(edges: int, access_per_edge: int, core_capacity: str) -> dict
     for e in range(1, edges + 1):
         interfaces = [{"name": "up", "role": "core", "capacity": core_capacity}]
         interfaces += [{"name": f"acc{k}", "role": "access", "capacity": "1G"} for k in range(1, access_per_edge + 1)]
-        routers.append({"id": f"edge{e}", "mgmt_address": f"10.0.0.{e}", "interfaces": interfaces})
+        routers.append({"id": f"edge{e}", "mgmt_address": f"198.18.0.{10 + e}", "interfaces": interfaces})
         links.append({"name": f"edge{e}-core", "a": f"edge{e}:up", "b": f"core:e{e}"})
-    routers.append({"id": "core", "mgmt_address": "10.0.1.1", "interfaces": [
+    routers.append({"id": "core", "mgmt_address": "198.18.0.2", "interfaces": [
         *({"name": f"e{e}", "role": "core", "capacity": core_capacity} for e in range(1, edges + 1)),
         {"name": "up", "role": "core", "capacity": core_capacity}]})
-    routers.append({"id": "egress", "mgmt_address": "10.0.1.2", "interfaces": [
+    routers.append({"id": "egress", "mgmt_address": "198.18.0.3", "interfaces": [
         {"name": "down", "role": "core", "capacity": core_capacity},
         {"name": "out", "role": "peering", "capacity": core_capacity}]})
     links.append({"name": "core-egress", "a": "core:up", "b": "egress:down"})

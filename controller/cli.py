@@ -206,7 +206,14 @@ def apply_cmd(obj: Context, file: Path, dry_run: bool) -> None:
     from controller.provisioning.apply import apply, plan
     from controller.provisioning.model import load_provisioning
 
+    size = file.stat().st_size
+    if size > 1_000_000:
+        click.echo(f"reading {file} ({size / 1e6:.1f} MB)", err=True)
+    started = time.monotonic()
     desired = load_provisioning(file)
+    if size > 1_000_000:
+        click.echo(f"read {len(desired.customers)} customers in {time.monotonic() - started:.1f} s; comparing with the database",
+                   err=True)
     work, report = plan(obj.service, obj.principal, desired)
     steps = len(work.new_slas) + len(work.changed_slas)
     if dry_run:

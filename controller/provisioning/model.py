@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -105,12 +106,16 @@ class SlaEntry(_Entry):
 
     @field_validator("valid_from", "valid_until", mode="before")
     @classmethod
-    def _utc(cls, value: object) -> object:
+    def _date_is_midnight(cls, value: object) -> object:
         if isinstance(value, date) and not isinstance(value, datetime):
-            return datetime.combine(value, time(0), tzinfo=timezone.utc)
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return datetime.combine(value, time(0))
         return value
+
+    @field_validator("valid_from", "valid_until", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # Times without a zone (YAML dates, "2026-01-01" in JSON) are UTC.
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
     def attachment(self) -> Attachment:
         return Attachment(self.router, self.interface, self.access_speed, tuple(self.prefixes))
@@ -129,16 +134,20 @@ class ProvisioningFile(_Entry):
 
 
 def load_provisioning(path: Path | str) -> ProvisioningFile:
+    """Read a provisioning file: YAML, or JSON (which is also YAML, and parses ~100x faster:
+    use it for bulk files of tens of thousands of customers)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise InvalidValue(f"cannot read {path}: {exc}", field="file", value=str(path)) from exc
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is ~10x faster on 40,000 customers
     try:
-        data = yaml.load(text, Loader=loader) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidValue(f"{path} is not valid YAML: {exc}", field="file", value=str(path)) from exc
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise InvalidValue(f"{path} is not valid YAML or JSON: {exc}", field="file", value=str(path)) from exc
     try:
         return ProvisioningFile.model_validate(data)
     except ValidationError as exc:

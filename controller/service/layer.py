@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -107,7 +107,7 @@ class ServiceLayer:
             tx = _Tx(session, self.clock(), principal)
             yield tx
             if tx.events:
-                session.execute(insert(EventRow), [
+                session.execute(insert(EventRow.__table__), [
                     {"at": e.at, "type": e.type, "subject": e.subject, "principal": e.principal, "payload": e.payload}
                     for e in tx.events])
         self.bus.publish(tx.events)
@@ -130,6 +130,12 @@ class ServiceLayer:
         if not self.database.is_sqlite:
             session.execute(text("LOCK TABLE sls, links IN EXCLUSIVE MODE"))
 
+    def _serialize_sla_writers(self, session: Session) -> None:
+        # SLA creations and modifications check prefixes against all other SLAs: let one at a time
+        # run (they are rare). Taken before any other lock, so the lock order is unchanged.
+        if not self.database.is_sqlite:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SLA_WRITERS_LOCK})
+
     def _mark_sls_writer(self, session: Session) -> None:
         # SLA creation inserts into sls after locking links; take the sls table lock first so the
         # lock order stays sls -> links for every writer.
@@ -140,10 +146,10 @@ class ServiceLayer:
 
     def list_customers(self, principal: Principal) -> list[Customer]:
         with self.database.read() as session:
-            query = select(CustomerRow).order_by(CustomerRow.name)
+            query = select(*CustomerRow.__table__.c).order_by(CustomerRow.name)
             if not principal.is_domain_manager:
                 query = query.where(CustomerRow.name == principal.customer)
-            return [records.customer_from_row(row) for row in session.scalars(query)]
+            return [records.customer_from_row(row) for row in session.execute(query)]
 
     def get_customer(self, principal: Principal, name: str) -> Customer:
         with self.database.read() as session:
@@ -151,12 +157,15 @@ class ServiceLayer:
 
     def list_slas(self, principal: Principal, customer: str | None = None) -> list[Sla]:
         with self.database.read() as session:
-            query = select(SlaRow, CustomerRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id)
+            # Plain rows, not ORM objects: this lists every SLA for `csmm apply` (40,000 at rollout).
+            query = (select(*SlaRow.__table__.c, CustomerRow.name.label("customer_name"),
+                            CustomerRow.kind.label("customer_kind"))
+                     .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id))
             if not principal.is_domain_manager:
                 query = query.where(CustomerRow.name == principal.customer)
             if customer is not None:
                 query = query.where(CustomerRow.name == customer)
-            return [records.sla_from_row(sla, cust) for sla, cust in session.execute(query)]
+            return [records.sla_from_columns(row) for row in session.execute(query)]
 
     def get_sla(self, principal: Principal, ref: SlaRef) -> Sla:
         with self.database.read() as session:
@@ -226,7 +235,7 @@ class ServiceLayer:
             duplicate = sorted(taken)[0] if taken else next(n for n in names if names.count(n) > 1)
             raise Conflict(f"customer {duplicate!r} already exists", field="customer.name", value=duplicate)
         rows = tx.session.execute(
-            insert(CustomerRow).returning(CustomerRow.id, sort_by_parameter_order=True),
+            insert(CustomerRow.__table__).returning(CustomerRow.id, sort_by_parameter_order=True),
             [{"name": n, "kind": k.value, "display_name": d} for n, k, d in wanted]).scalars().all()
         for name, kind, _ in wanted:
             tx.emit(ev.CUSTOMER_ADDED, f"customer:{name}", kind=kind.value)
@@ -253,6 +262,7 @@ class ServiceLayer:
         if not specs:
             return []
         session = tx.session
+        self._serialize_sla_writers(session)
         self._mark_sls_writer(session)
         topology = self._topology(session)
         customers = self._customers_by_name(session, {s.customer for s in specs})
@@ -270,7 +280,7 @@ class ServiceLayer:
                 if customer is None:
                     raise NotFound(f"customer {spec.customer!r} does not exist", field="customer", value=spec.customer)
                 terms = self.resolve_terms(spec)
-                check_sla_terms(terms, self.catalog.offering(spec.offering), CustomerKind(customer.kind), topology)
+                check_sla_terms(terms, self.catalog.offering(spec.offering), customer.kind, topology)
                 if spec.state == LifecycleState.DEINSTALLED:
                     raise InvalidValue("a new SLA cannot start deinstalled", field="state", value=spec.state.value)
                 for prefix in terms.attachment.prefixes:
@@ -300,23 +310,23 @@ class ServiceLayer:
         self._store_loads(session, loads)
         return ids
 
-    def _insert_slas(self, tx: _Tx, customers: dict[str, CustomerRow],
+    def _insert_slas(self, tx: _Tx, customers: dict[str, Customer],
                      planned: Sequence[tuple[SlaSpec, SlaTerms, tuple[str, ...], ServiceClassName, int]]) -> list[int]:
         session, now, who = tx.session, tx.now, str(tx.principal)
-        ids = list(session.execute(insert(SlaRow).returning(SlaRow.id, sort_by_parameter_order=True), [
+        ids = list(session.execute(insert(SlaRow.__table__).returning(SlaRow.id, sort_by_parameter_order=True), [
             {"name": spec.name, "customer_id": customers[spec.customer].id, **records.terms_columns(terms),
              "state": spec.state.value, "path": list(path), "created_at": now, "updated_at": now}
             for spec, terms, path, _, _ in planned]).scalars())
         channel = Channel.PROVISIONING.value if len(planned) > 1 else Channel.CLI.value
-        session.execute(insert(SlsRow), [
+        session.execute(insert(SlsRow.__table__), [
             {"sla_id": i, "service_class": c.value, "bandwidth_bps": b, "version": 1, "changed_at": now,
              "changed_by": who, "channel": channel, "last_customer_change_at": None}
             for i, (_, _, _, c, b) in zip(ids, planned)])
-        session.execute(insert(SlsHistoryRow), [
+        session.execute(insert(SlsHistoryRow.__table__), [
             {"sla_id": i, "version": 1, "service_class": c.value, "bandwidth_bps": b, "effective_from": now,
              "principal": who, "channel": channel, "fee_cents": 0}
             for i, (_, _, _, c, b) in zip(ids, planned)])
-        session.execute(insert(SlaStateChangeRow), [
+        session.execute(insert(SlaStateChangeRow.__table__), [
             {"sla_id": i, "at": now, "from_state": None, "to_state": spec.state.value, "principal": who, "note": "created"}
             for i, (spec, _, _, _, _) in zip(ids, planned)])
         for i, (spec, terms, _, c, b) in zip(ids, planned):
@@ -336,7 +346,8 @@ class ServiceLayer:
 
     def _modify_sla(self, tx: _Tx, ref: SlaRef, spec: SlaSpec) -> None:
         session = tx.session
-        sls_row = self._sls_row(session, self._sla_row(session, ref).id, lock=True)
+        self._serialize_sla_writers(session)
+        sls_row = self._lock_sls(session, ref)
         sla_row = self._sla_row(session, ref)
         customer = session.get(CustomerRow, sla_row.customer_id)
         assert customer is not None
@@ -382,8 +393,8 @@ class ServiceLayer:
 
         def run() -> None:
             with self._write(principal) as tx:
+                self._lock_sls(tx.session, ref)
                 sla_row = self._sla_row(tx.session, ref)
-                self._sls_row(tx.session, sla_row.id, lock=True)
                 customer = tx.session.get(CustomerRow, sla_row.customer_id)
                 assert customer is not None
                 self._set_state(tx, sla_row, records.sla_from_row(sla_row, customer), state, note)
@@ -434,8 +445,8 @@ class ServiceLayer:
     def _change_sls(self, tx: _Tx, ref: SlaRef, wanted: ServiceClassName, bandwidth_bps: int,
                     channel: Channel, expected_version: int | None) -> SlsChange:
         session = tx.session
+        sls_row = self._lock_sls(session, ref)  # before reading the terms: a concurrent modify_sla holds it
         sla = self._sla(session, tx.principal, ref)
-        sls_row = self._sls_row(session, sla.id, lock=True)
         current = records.sls_from_row(sls_row)
         if expected_version is not None and expected_version != current.version:
             raise Conflict(f"SLS of {sla.name} is at version {current.version}, not {expected_version}",
@@ -569,7 +580,7 @@ class ServiceLayer:
         """Apply a whole provisioning plan in one transaction: all of it, or nothing."""
         self._require_domain_manager(principal, "provision")
         with self._write(principal) as tx:
-            self._lock_tables_for_rebuild(tx.session)
+            self._serialize_sla_writers(tx.session)
             if plan.topology is not None:
                 self._replace_topology(tx, plan.topology)
             self._add_customers(tx, plan.new_customers)
@@ -639,11 +650,12 @@ class ServiceLayer:
                                           list(session.scalars(select(InterfaceRow))),
                                           list(session.scalars(select(LinkRow))))
 
-    def _customers_by_name(self, session: Session, names: set[str]) -> dict[str, CustomerRow]:
-        query = select(CustomerRow)
+    def _customers_by_name(self, session: Session, names: set[str]) -> dict[str, Customer]:
+        query = select(CustomerRow.id, CustomerRow.name, CustomerRow.kind, CustomerRow.display_name)
         if len(names) <= _IN_LIMIT:
             query = query.where(CustomerRow.name.in_(sorted(names)))
-        return {row.name: row for row in session.scalars(query) if row.name in names}
+        return {row.name: Customer(row.id, row.name, CustomerKind(row.kind), row.display_name)
+                for row in session.execute(query) if row.name in names}
 
     def _customer_row(self, session: Session, principal: Principal, name: str) -> CustomerRow:
         row = session.scalars(select(CustomerRow).where(CustomerRow.name == name)).first()
@@ -653,7 +665,7 @@ class ServiceLayer:
 
     def _sla_row(self, session: Session, ref: SlaRef) -> SlaRow:
         query = select(SlaRow).where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
-        row = session.scalars(query).first()
+        row = session.scalars(query.execution_options(populate_existing=True)).first()
         if row is None:
             raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
         return row
@@ -663,10 +675,21 @@ class ServiceLayer:
         exactly like a missing one, so its existence does not leak."""
         query = select(SlaRow, CustomerRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
         query = query.where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
-        found = session.execute(query).first()
+        found = session.execute(query.execution_options(populate_existing=True)).first()
         if found is None or not principal.owns(found[1].name) or not _role_matches(principal, found[1]):
             raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
         return records.sla_from_row(found[0], found[1])
+
+    def _lock_sls(self, session: Session, ref: SlaRef) -> SlsRow:
+        """Lock the SLS row of an SLA (by name or id) before its SLA is read: every writer that
+        changes an SLA or its SLS holds this lock, so what is read next is current."""
+        query = (select(SlsRow).join(SlaRow, SlaRow.id == SlsRow.sla_id)
+                 .where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
+                 .with_for_update(of=SlsRow).execution_options(populate_existing=True))
+        row = session.scalars(query).first()
+        if row is None:
+            raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
+        return row
 
     def _sls_row(self, session: Session, sla_id: int, *, lock: bool = False) -> SlsRow:
         query = select(SlsRow).where(SlsRow.sla_id == sla_id)
@@ -707,10 +730,11 @@ class ServiceLayer:
                 loads[load.link.name] = LinkLoad(load.link, load.reserved, load.in_use + delta)
 
     def _store_loads(self, session: Session, loads: dict[str, LinkLoad]) -> None:
-        for name, load in loads.items():
-            session.execute(update(LinkRow).where(LinkRow.name == name).values(
-                reserved_gold_bps=load.reserved.gold, reserved_gold_silver_bps=load.reserved.gold_silver,
-                in_use_gold_bps=load.in_use.gold, in_use_gold_silver_bps=load.in_use.gold_silver))
+        if not loads:
+            return
+        session.connection().execute(_STORE_LOAD, [
+            {"link": name, "rg": load.reserved.gold, "rgs": load.reserved.gold_silver,
+             "ug": load.in_use.gold, "ugs": load.in_use.gold_silver} for name, load in loads.items()])
 
 
 @dataclass(frozen=True)
@@ -728,6 +752,12 @@ class ProvisioningPlan:
         return (self.topology is None and not self.new_customers and not self.renamed_customers
                 and not self.new_slas and not self.changed_slas)
 
+
+_SLA_WRITERS_LOCK = 0x43534D4D  # "CSMM": the PostgreSQL advisory lock of SLA creations/modifications
+_links = LinkRow.__table__
+_STORE_LOAD = (update(_links).where(_links.c.name == bindparam("link"))
+               .values(reserved_gold_bps=bindparam("rg"), reserved_gold_silver_bps=bindparam("rgs"),
+                       in_use_gold_bps=bindparam("ug"), in_use_gold_silver_bps=bindparam("ugs")))
 
 # Above this many values, read the whole column instead of a huge IN list (SQLite caps parameters).
 _IN_LIMIT = 20000

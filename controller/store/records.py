@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from controller.domain.catalog import AvailabilityObjective, ChangePolicy, ClassBounds, ServiceClassName, Tariff
 from controller.domain.principal import Channel
@@ -44,8 +48,38 @@ def topology_rows(topology: Topology) -> tuple[list[dict[str, Any]], list[dict[s
     return routers, interfaces, links
 
 
-def customer_from_row(row: CustomerRow) -> Customer:
+def customer_from_row(row: Any) -> Customer:
     return Customer(row.id, row.name, CustomerKind(row.kind), row.display_name)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+# Thousands of SLAs share a handful of distinct tariffs, policies and bounds: parse and dump each
+# distinct value once. The values are frozen, so sharing them is safe.
+
+
+@lru_cache(maxsize=4096)
+def _parsed(model: type[BaseModel], canonical_json: str) -> BaseModel:
+    return model.model_validate_json(canonical_json)
+
+
+def _parse(model: type[Model], data: dict[str, Any]) -> Model:
+    return _parsed(model, json.dumps(data, sort_keys=True, separators=(",", ":")))  # type: ignore[return-value]
+
+
+_dumped: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+
+
+def _dump(value: BaseModel) -> dict[str, Any]:
+    """model_dump(mode="json", by_alias=True), once per distinct object (keyed by identity; the
+    object is kept alive by the cache, so its id cannot be reused)."""
+    hit = _dumped.get(id(value))
+    if hit is None or hit[0] is not value:
+        if len(_dumped) > 4096:
+            _dumped.clear()
+        hit = (value, value.model_dump(mode="json", by_alias=True))
+        _dumped[id(value)] = hit
+    return hit[1]
 
 
 def terms_columns(terms: SlaTerms) -> dict[str, Any]:
@@ -55,23 +89,24 @@ def terms_columns(terms: SlaTerms) -> dict[str, Any]:
         "interface": terms.attachment.interface,
         "access_speed_bps": terms.attachment.access_speed_bps,
         "prefixes": list(terms.attachment.prefixes),
-        "bounds": {c.value: b.model_dump(mode="json") for c, b in sorted(terms.bounds.items())},
-        "tariff": terms.tariff.model_dump(mode="json"),
-        "change_policy": terms.change_policy.model_dump(mode="json", by_alias=True),
-        "availability": terms.availability.model_dump(mode="json", by_alias=True),
+        "bounds": {c.value: _dump(b) for c, b in sorted(terms.bounds.items())},
+        "tariff": _dump(terms.tariff),
+        "change_policy": _dump(terms.change_policy),
+        "availability": _dump(terms.availability),
         "valid_from": terms.valid_from,
         "valid_until": terms.valid_until,
     }
 
 
-def terms_from_row(row: SlaRow) -> SlaTerms:
+def terms_from_row(row: Any) -> SlaTerms:
+    """From an SlaRow or a plain result row with the same columns."""
     return SlaTerms(
         offering=row.offering,
         attachment=Attachment(row.router_id, row.interface, row.access_speed_bps, tuple(row.prefixes)),
-        bounds={ServiceClassName(c): ClassBounds.model_validate(b) for c, b in row.bounds.items()},
-        tariff=Tariff.model_validate(row.tariff),
-        change_policy=ChangePolicy.model_validate(row.change_policy),
-        availability=AvailabilityObjective.model_validate(row.availability),
+        bounds={ServiceClassName(c): _parse(ClassBounds, b) for c, b in row.bounds.items()},
+        tariff=_parse(Tariff, row.tariff),
+        change_policy=_parse(ChangePolicy, row.change_policy),
+        availability=_parse(AvailabilityObjective, row.availability),
         valid_from=row.valid_from,
         valid_until=row.valid_until,
     )
@@ -79,6 +114,12 @@ def terms_from_row(row: SlaRow) -> SlaTerms:
 
 def sla_from_row(row: SlaRow, customer: CustomerRow) -> Sla:
     return Sla(row.id, row.name, customer.name, CustomerKind(customer.kind), terms_from_row(row),
+               LifecycleState(row.state), tuple(row.path))
+
+
+def sla_from_columns(row: Any) -> Sla:
+    """From a plain result row of the slas columns plus customer_name and customer_kind."""
+    return Sla(row.id, row.name, row.customer_name, CustomerKind(row.customer_kind), terms_from_row(row),
                LifecycleState(row.state), tuple(row.path))
 
 

@@ -1,5 +1,6 @@
 """50 concurrent writers for 10 s, on SQLite and on PostgreSQL: SLS changes racing on the same
-SLSs and the same link, and SLA creations racing for the same reservations. Afterwards no link
+SLSs and the same link, SLA creations racing for the same reservations, and the domain manager
+tightening and widening SLAs under the customers' feet. Afterwards no link
 is overbooked, every acknowledged change is in the history exactly once (no lost update), and
 the history agrees with the SLS in effect."""
 
@@ -14,8 +15,8 @@ from decimal import Decimal
 
 import pytest
 
-from controller.domain.catalog import Catalog
-from controller.domain.errors import CapacityExceeded, CsmmError
+from controller.domain.catalog import Catalog, ClassBounds, ServiceClassName
+from controller.domain.errors import CapacityExceeded, Conflict, CsmmError
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.provisioning.apply import apply
@@ -25,6 +26,7 @@ from controller.store.database import Database
 
 WRITERS = 50
 CREATORS = 5
+MODIFIERS = 2
 SECONDS = 10.0
 CUSTOMERS = 20
 M = 1_000_000
@@ -112,14 +114,36 @@ def test_fifty_concurrent_writers_never_overbook_or_lose_an_update(contended: Se
             with lock:
                 outcomes[outcome] += 1
 
+    def modify_slas(seed: int) -> None:
+        rng = random.Random(seed)
+        start.wait()
+        while time.monotonic() < deadline:
+            name = f"c{rng.randrange(CUSTOMERS):02d}-sla"
+            sla = service.get_sla(DOMAIN_MANAGER, name)
+            top = rng.choice([5, 10]) * M
+            bounds = {**sla.terms.bounds, ServiceClassName.GOLD: ClassBounds(min=M, max=top)}
+            try:
+                service.modify_sla(DOMAIN_MANAGER, name, SlaSpec(
+                    name=name, customer=sla.customer, offering=sla.terms.offering, attachment=sla.terms.attachment,
+                    bounds=bounds, change_policy=sla.terms.change_policy, state=sla.state))
+            except Conflict:
+                outcome = "modify refused: SLS outside"
+            except CapacityExceeded:
+                outcome = "modify refused: capacity"
+            else:
+                outcome = "sla modified"
+            with lock:
+                outcomes[outcome] += 1
+
     def guarded(target, seed: int) -> None:  # type: ignore[no-untyped-def]
         try:
             target(seed)
         except BaseException as exc:  # noqa: BLE001 - any crash fails the test below
             failures.append(exc)
 
-    threads = [threading.Thread(target=guarded, args=(create_slas if i < CREATORS else change_sls, i))
-               for i in range(WRITERS)]
+    def role(i: int):  # type: ignore[no-untyped-def]
+        return create_slas if i < CREATORS else modify_slas if i < CREATORS + MODIFIERS else change_sls
+    threads = [threading.Thread(target=guarded, args=(role(i), i)) for i in range(WRITERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -131,6 +155,8 @@ def test_fifty_concurrent_writers_never_overbook_or_lose_an_update(contended: Se
     assert outcomes["changed"] >= 200
     assert outcomes["refused: capacity"] >= 10
     assert outcomes["sla created"] >= 1 and outcomes["sla refused: capacity"] >= 1
+    assert outcomes["sla modified"] >= 5  # and customers met the tightened bounds:
+    assert outcomes["refused: out-of-bounds"] >= 1
 
     # No link above its shares, loads equal the sums, every SLS within its SLA, history contiguous.
     assert service.audit(DOMAIN_MANAGER) == []

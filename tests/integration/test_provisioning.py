@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,16 @@ def test_a_topology_change_recomputes_paths_and_is_refused_if_it_breaks_an_sla(d
     assert apply(demo, DOMAIN_MANAGER, load_provisioning(write(tmp_path, data))).topology_changed
     assert demo.get_sla(DOMAIN_MANAGER, "initech-office").path == ("edge2-egress", "internet")
     assert demo.audit(DOMAIN_MANAGER) == []
+
+
+def test_json_files_load_like_yaml_with_dates_in_utc(service: ServiceLayer, tmp_path: Path) -> None:
+    path = tmp_path / "provisioning.json"
+    path.write_text(json.dumps(demo_data(), default=str))
+    desired = load_provisioning(path)
+    assert desired == load_provisioning(DEMO_FILE)
+    assert desired.customers[0].slas[0].valid_from == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert apply(service, DOMAIN_MANAGER, desired).slas_created == 5
+    assert not apply(service, DOMAIN_MANAGER, load_provisioning(DEMO_FILE)).changed
 
 
 def test_dry_run_plans_without_changing(service: ServiceLayer) -> None:
