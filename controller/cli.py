@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from functools import wraps
@@ -24,12 +24,12 @@ import click
 
 from controller import __version__
 from controller.config import Settings, open_service
-from controller.domain.catalog import DEFAULT_CATALOG, ServiceClassName, load_catalog
+from controller.domain.catalog import DEFAULT_CATALOG, ClassBounds, ClassTariff, ServiceClassName, load_catalog
 from controller.domain.errors import CsmmError
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal
-from controller.domain.sla import CustomerKind, LifecycleState, Sla
+from controller.domain.sla import Attachment, CustomerKind, LifecycleState, Sla
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
-from controller.service.layer import ServiceLayer
+from controller.service.layer import ServiceLayer, SlaSpec
 from controller.store import migrate
 from controller.store.database import DEFAULT_URL, Database
 
@@ -62,7 +62,8 @@ def refusals_to_exit(func: F) -> F:
             for key in ("field", "bound", "value"):
                 value = getattr(exc, key)
                 if value is not None:
-                    click.echo(f"  {key}: {value.isoformat() if isinstance(value, datetime) else value}", err=True)
+                    shown = value.isoformat(timespec="seconds") if isinstance(value, datetime) else value
+                    click.echo(f"  {key}: {shown}", err=True)
             sys.exit(EXIT_REFUSED)
     return wrapper  # type: ignore[return-value]
 
@@ -182,13 +183,12 @@ def catalog_show(obj: Context) -> None:
     for offering in loaded.offerings.values():
         click.echo(f"offering {offering.name}: {offering.title} (for {offering.for_kind}s), default {offering.default_class.value}, "
                    f"{loaded.currency} {offering.tariff.monthly_fee}/month")
-        for cls_name, bounds in offering.bounds.items():
-            tariff = offering.tariff.classes[cls_name]
-            included = "unlimited" if tariff.included_hours is None else f"{tariff.included_hours} h included"
+        for cls_name in (c for c in ServiceClassName if c in offering.bounds):
+            bounds = offering.bounds[cls_name]
             click.echo(f"    {cls_name.value:<7} {format_bandwidth(bounds.min)}..{format_bandwidth(bounds.max)}  "
-                       f"{included}, then {tariff.price_per_hour}/h")
+                       f"{_price(offering.tariff.classes[cls_name])}")
         policy = offering.change_policy
-        click.echo(f"    SLS changes: at most one per {format_duration(policy.min_interval_s)}, fee {policy.fee_per_change}")
+        click.echo(f"    SLS changes: {_change_limit(policy.min_interval_s)}, fee {policy.fee_per_change}")
 
 
 # ---------------------------------------------------------------------------------------------- apply
@@ -325,17 +325,85 @@ def sla_show(obj: Context, sla_ref: str, as_json: bool) -> None:
     click.echo(f"SLA {s.name} (id {s.id}) of {s.customer_kind.value} {s.customer}: {t.offering}, {s.state.value}")
     click.echo(f"  attachment: {t.attachment.router}:{t.attachment.interface}, access {format_bandwidth(t.attachment.access_speed_bps)}, "
                f"prefixes {', '.join(t.attachment.prefixes)}")
-    for cls_name, bounds in sorted(t.bounds.items()):
+    for cls_name in (c for c in ServiceClassName if c in t.bounds):
+        bounds = t.bounds[cls_name]
         tariff = t.tariff.classes.get(cls_name)
-        price = "" if tariff is None else (
-            f"; {'unlimited' if tariff.included_hours is None else f'{tariff.included_hours} h included'}, then {tariff.price_per_hour}/h")
+        price = "" if tariff is None else f"; {_price(tariff)}"
         click.echo(f"  {cls_name.value:<7} {format_bandwidth(bounds.min)}..{format_bandwidth(bounds.max)}{price}")
-    click.echo(f"  monthly fee {t.tariff.monthly_fee}; SLS changes at most one per {format_duration(t.change_policy.min_interval_s)}, "
+    click.echo(f"  monthly fee {t.tariff.monthly_fee}; SLS changes {_change_limit(t.change_policy.min_interval_s)}, "
                f"fee {t.change_policy.fee_per_change}")
     click.echo(f"  availability {t.availability.objective_percent} %/month, no outage over "
                f"{format_duration(t.availability.max_outage_s)}, penalty {t.availability.penalty_percent_of_monthly_fee} % of the monthly fee")
     click.echo(f"  valid {t.valid_from.isoformat()} .. {t.valid_until.isoformat() if t.valid_until else 'open-ended'}")
     click.echo(f"  path toward egress: {', '.join(s.path)}")
+
+
+def _bounds_option(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[ServiceClassName, ClassBounds] | None:
+    """Parse repeated --bounds CLASS=MIN:MAX (e.g. gold=1M:3M)."""
+    if not values:
+        return None
+    bounds: dict[ServiceClassName, ClassBounds] = {}
+    for value in values:
+        name, _, span = value.partition("=")
+        low, _, high = span.partition(":")
+        try:
+            bounds[ServiceClassName(name)] = ClassBounds(min=parse_bandwidth(low), max=parse_bandwidth(high))
+        except ValueError as exc:
+            raise click.BadParameter(f"{value!r}: expected CLASS=MIN:MAX such as gold=1M:3M ({exc})") from None
+    return bounds
+
+
+@sla.command("create")
+@click.argument("name")
+@click.option("--customer", required=True, help="The customer (or peer domain) the SLA is with.")
+@click.option("--offering", required=True, help="An offering of the catalog (csmm catalog show).")
+@click.option("--router", required=True, help="Attachment router.")
+@click.option("--interface", required=True, help="Attachment (access) interface on that router.")
+@click.option("--access-speed", required=True, callback=_bandwidth, help="Access speed, e.g. 20M.")
+@click.option("--prefix", "prefixes", multiple=True, required=True, help="Customer prefix (repeatable).")
+@click.option("--bounds", multiple=True, callback=_bounds_option,
+              help="Per-class bounds CLASS=MIN:MAX (repeatable); default: the offering's, capped at the access speed.")
+@click.option("--state", type=click.Choice([s.value for s in LifecycleState][:5]), default="offered", show_default=True)
+@click.option("--class", "initial_class", type=click.Choice([c.value for c in ServiceClassName]),
+              help="Initial SLS class (default: the offering's default class).")
+@click.option("--bandwidth", "initial_bandwidth", callback=_bandwidth, help="Initial SLS bandwidth (default: the class maximum).")
+@pass_context
+@refusals_to_exit
+def sla_create(obj: Context, name: str, customer: str, offering: str, router: str, interface: str, access_speed: int,
+               prefixes: tuple[str, ...], bounds: dict[ServiceClassName, ClassBounds] | None, state: str,
+               initial_class: str | None, initial_bandwidth: int | None) -> None:
+    """Create an SLA (domain manager only); admission control decides."""
+    spec = SlaSpec(name=name, customer=customer, offering=offering,
+                   attachment=Attachment(router, interface, access_speed, prefixes), bounds=bounds,
+                   state=LifecycleState(state), initial_class=ServiceClassName(initial_class) if initial_class else None,
+                   initial_bandwidth_bps=initial_bandwidth)
+    created = obj.service.create_sla(obj.principal, spec)
+    click.echo(f"created SLA {created.name} (id {created.id}), {created.state.value}")
+
+
+@sla.command("set")
+@click.argument("sla_ref")
+@click.option("--offering", help="Move to another offering (takes its current tariff).")
+@click.option("--access-speed", callback=_bandwidth, help="New access speed.")
+@click.option("--prefix", "prefixes", multiple=True, help="Replace the customer prefixes (repeatable).")
+@click.option("--bounds", multiple=True, callback=_bounds_option, help="Replace per-class bounds CLASS=MIN:MAX (repeatable).")
+@click.option("--valid-until", type=click.DateTime(), help="End of validity (UTC).")
+@pass_context
+@refusals_to_exit
+def sla_set(obj: Context, sla_ref: str, offering: str | None, access_speed: int | None, prefixes: tuple[str, ...],
+            bounds: dict[ServiceClassName, ClassBounds] | None, valid_until: datetime | None) -> None:
+    """Change an SLA's terms (domain manager only). The SLS in effect must still fit them."""
+    current = obj.service.get_sla(obj.principal, _ref(sla_ref))
+    t = current.terms
+    attachment = Attachment(t.attachment.router, t.attachment.interface, access_speed or t.attachment.access_speed_bps,
+                            prefixes or t.attachment.prefixes)
+    spec = SlaSpec(name=current.name, customer=current.customer, offering=offering or t.offering, attachment=attachment,
+                   bounds=bounds or (None if offering and offering != t.offering else t.bounds),
+                   change_policy=t.change_policy, availability=t.availability, valid_from=t.valid_from,
+                   valid_until=valid_until.replace(tzinfo=timezone.utc) if valid_until else t.valid_until,
+                   state=current.state)
+    changed = obj.service.modify_sla(obj.principal, current.id, spec)
+    click.echo(f"SLA {changed.name} changed" if changed != current else f"SLA {changed.name} unchanged")
 
 
 @sla.command("state")
@@ -486,6 +554,18 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
             click.echo(f"{label}: {done}/{total} ({100 * done // total} %, {time.monotonic() - started:.1f} s)", err=True)
             next_report = done + total / 10
     yield advance
+
+def _price(tariff: ClassTariff) -> str:
+    if tariff.included_hours is None:
+        return "included in the monthly fee"
+    if tariff.included_hours == 0:
+        return f"{tariff.price_per_hour} per hour"
+    return f"{tariff.included_hours} h/month included, then {tariff.price_per_hour} per hour"
+
+
+def _change_limit(min_interval_s: int) -> str:
+    return f"at most one per {format_duration(min_interval_s)}" if min_interval_s else "at any time"
+
 
 def _ref(text: str) -> int | str:
     return int(text) if text.isdigit() else text

@@ -148,7 +148,9 @@ class ServiceLayer:
         with self.database.read() as session:
             query = select(*CustomerRow.__table__.c).order_by(CustomerRow.name)
             if not principal.is_domain_manager:
-                query = query.where(CustomerRow.name == principal.customer)
+                query = query.where(CustomerRow.name == principal.customer,
+                                    CustomerRow.kind == (CustomerKind.PEER if principal.role == Role.PEER
+                                                         else CustomerKind.CUSTOMER).value)
             return [records.customer_from_row(row) for row in session.execute(query)]
 
     def get_customer(self, principal: Principal, name: str) -> Customer:
@@ -157,15 +159,20 @@ class ServiceLayer:
 
     def list_slas(self, principal: Principal, customer: str | None = None) -> list[Sla]:
         with self.database.read() as session:
-            # Plain rows, not ORM objects: this lists every SLA for `csmm apply` (40,000 at rollout).
-            query = (select(*SlaRow.__table__.c, CustomerRow.name.label("customer_name"),
-                            CustomerRow.kind.label("customer_kind"))
-                     .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id))
-            if not principal.is_domain_manager:
-                query = query.where(CustomerRow.name == principal.customer)
-            if customer is not None:
-                query = query.where(CustomerRow.name == customer)
-            return [records.sla_from_columns(row) for row in session.execute(query)]
+            return [records.sla_from_columns(row) for row in session.execute(self._visible_slas(principal, customer))]
+
+    def _visible_slas(self, principal: Principal, customer: str | None, *extra: Any) -> Any:
+        # Plain rows, not ORM objects: this lists every SLA for `csmm apply` (40,000 at rollout).
+        query = (select(*SlaRow.__table__.c, CustomerRow.name.label("customer_name"),
+                        CustomerRow.kind.label("customer_kind"), *extra)
+                 .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id))
+        if not principal.is_domain_manager:
+            query = query.where(CustomerRow.name == principal.customer,
+                                CustomerRow.kind == (CustomerKind.PEER if principal.role == Role.PEER
+                                                     else CustomerKind.CUSTOMER).value)
+        if customer is not None:
+            query = query.where(CustomerRow.name == customer)
+        return query
 
     def get_sla(self, principal: Principal, ref: SlaRef) -> Sla:
         with self.database.read() as session:
@@ -177,11 +184,11 @@ class ServiceLayer:
             return records.sls_from_row(self._sls_row(session, sla.id))
 
     def list_sls(self, principal: Principal, customer: str | None = None) -> list[tuple[Sla, Sls]]:
-        slas = self.list_slas(principal, customer)
+        sls = SlsRow.__table__.c
+        columns = [c.label(f"sls_{c.name}") for c in sls if c.name != "sla_id"]
         with self.database.read() as session:
-            rows = {row.sla_id: row for row in session.scalars(select(SlsRow))} if len(slas) > _IN_LIMIT else {
-                row.sla_id: row for row in session.scalars(select(SlsRow).where(SlsRow.sla_id.in_([s.id for s in slas])))}
-        return [(sla, records.sls_from_row(rows[sla.id])) for sla in slas]
+            query = self._visible_slas(principal, customer, *columns).join(SlsRow, SlsRow.sla_id == SlaRow.id)
+            return [(records.sla_from_columns(row), records.sls_from_columns(row)) for row in session.execute(query)]
 
     def sls_history(self, principal: Principal, ref: SlaRef) -> list[SlsHistoryEntry]:
         with self.database.read() as session:
@@ -659,7 +666,7 @@ class ServiceLayer:
 
     def _customer_row(self, session: Session, principal: Principal, name: str) -> CustomerRow:
         row = session.scalars(select(CustomerRow).where(CustomerRow.name == name)).first()
-        if row is None or not principal.owns(row.name):
+        if row is None or not principal.owns(row.name) or not _role_matches(principal, row):
             raise NotFound(f"no customer {name!r}", field="customer", value=name)
         return row
 

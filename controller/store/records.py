@@ -128,6 +128,12 @@ def sls_from_row(row: SlsRow) -> Sls:
                row.changed_at, row.changed_by, Channel(row.channel))
 
 
+def sls_from_columns(row: Any) -> Sls:
+    """From a plain result row carrying the sls columns prefixed `sls_` and the SLA's `id`."""
+    return Sls(row.id, ServiceClassName(row.sls_service_class), row.sls_bandwidth_bps, row.sls_version,
+               row.sls_changed_at, row.sls_changed_by, Channel(row.sls_channel))
+
+
 def history_from_row(row: SlsHistoryRow) -> SlsHistoryEntry:
     return SlsHistoryEntry(row.sla_id, row.version, ServiceClassName(row.service_class), row.bandwidth_bps,
                            row.effective_from, row.principal, Channel(row.channel), from_cents(row.fee_cents))

@@ -165,3 +165,21 @@ def test_serve_runs_the_controller_until_sigterm(db: str) -> None:
     assert process.returncode == 0, output
     assert "applied" in output and "stopping" in output
     assert os.path.exists(db.removeprefix("sqlite:///"))
+
+
+def test_domain_manager_creates_and_changes_an_sla(demo_db: str) -> None:
+    run(demo_db, "customers", "add", "hooli", "--display-name", "Hooli")
+    out = run(demo_db, "sla", "create", "hooli-1", "--customer", "hooli", "--offering", "gsb-economy", "--router", "edge2",
+              "--interface", "eth3", "--access-speed", "10M", "--prefix", "198.19.40.0/24",
+              "--bounds", "silver=1M:4M", "--bounds", "bronze=1M:10M", "--state", "operational").stdout
+    assert out.startswith("created SLA hooli-1") and "operational" in out
+    assert run(demo_db, "sls", "show", "hooli-1", "--json").stdout.count('"bronze"') == 1
+    assert run(demo_db, "sla", "set", "hooli-1", "--bounds", "silver=1M:5M", "--bounds", "bronze=1M:10M").stdout.strip() \
+        == "SLA hooli-1 changed"
+    assert "silver  1 Mbit/s..5 Mbit/s" in run(demo_db, "sla", "show", "hooli-1").stdout
+    over = run(demo_db, "sla", "set", "hooli-1", "--bounds", "silver=1M:20M", check=False)
+    assert over.returncode == 3 and "bounds.silver.max" in over.stderr and "offering's maximum 10 Mbit/s" in over.stderr
+    bad = run(demo_db, "sla", "set", "hooli-1", "--bounds", "gold=lots", check=False)
+    assert bad.returncode == 2 and "CLASS=MIN:MAX" in bad.stderr
+    denied = run(demo_db, "--as", "customer:hooli", "sla", "set", "hooli-1", "--bounds", "silver=1M:2M", check=False)
+    assert denied.returncode == 3 and "only the domain manager" in denied.stderr

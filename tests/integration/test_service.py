@@ -72,8 +72,12 @@ def test_customer_cannot_change_another_customers_sls(demo: ServiceLayer) -> Non
 
 def test_customer_principal_cannot_reach_a_peer_domain_of_the_same_name_space(demo: ServiceLayer) -> None:
     assert [s.name for s in demo.list_slas(PEER)] == ["as64500-transit"]
+    impostor = Principal(Role.CUSTOMER, "as64500")
+    assert demo.list_slas(impostor) == [] and demo.list_sls(impostor) == [] and demo.list_customers(impostor) == []
     with pytest.raises(NotFound):
-        demo.get_sla(Principal(Role.CUSTOMER, "as64500"), "as64500-transit")
+        demo.get_customer(impostor, "as64500")
+    with pytest.raises(NotFound):
+        demo.get_sla(impostor, "as64500-transit")
     with pytest.raises(NotFound):
         demo.get_sla(PEER, "acme-hq")
 
