@@ -506,6 +506,35 @@ def sls_history(obj: Context, sla_ref: str, as_json: bool) -> None:
                    f"{format_bandwidth(e.bandwidth_bps):>12}  by {e.principal} via {e.channel.value}  fee {e.fee}")
 
 
+# ---------------------------------------------------------------------------------------------- router configs
+
+@cli.group("config")
+def config_group() -> None:
+    """Router QoS configs computed by the mapping function from the joint SLSs."""
+
+
+@config_group.command("show")
+@click.option("--router", "routers", multiple=True, help="Only this router (repeatable); default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the device-neutral config as JSON.")
+@pass_context
+@refusals_to_exit
+def config_show(obj: Context, routers: tuple[str, ...], as_json: bool) -> None:
+    """Print the QoS config each router should have now (a dry run: nothing is pushed)."""
+    from controller.domain.errors import NotFound
+    from controller.mapping.text import describe
+
+    configs = obj.service.router_configs(obj.principal)
+    for router in routers:
+        if router not in configs:
+            raise NotFound(f"no router {router!r} in the topology (known: {', '.join(sorted(configs))})",
+                           field="router", value=router)
+    chosen = [configs[r] for r in (routers or sorted(configs))]
+    if as_json:
+        click.echo(_json({c.router: {"fingerprint": c.fingerprint(), **c.to_dict()} for c in chosen}))
+        return
+    click.echo("\n\n".join(describe(c) for c in chosen))
+
+
 # ---------------------------------------------------------------------------------------------- events / serve
 
 @cli.command("events")

@@ -162,6 +162,26 @@ class Topology:
                 on_path.add(hop_link)
         return tuple(sorted(on_path))
 
+    def hops_from(self, root: str) -> dict[str, int]:
+        """Hop count from `root` to every router it reaches."""
+        tree = self._shortest_path_tree(root)
+        hops: dict[str, int] = {}
+        for node in tree:
+            count, walk = 0, node
+            while tree[walk] is not None:
+                walk = tree[walk][1]  # type: ignore[index]
+                count += 1
+            hops[node] = count
+        return hops
+
+    def sending_end(self, link: Link, hops: dict[str, int]) -> Endpoint:
+        """The end of `link` that transmits traffic travelling away from the router `hops` was
+        computed for (toward the egress points): the end nearer to it. An egress point sends
+        from its only end."""
+        if link.b is None:
+            return link.a
+        return link.a if hops.get(link.a.router, 1 << 30) <= hops.get(link.b.router, 1 << 30) else link.b
+
     def _shortest_path_tree(self, root: str) -> dict[str, tuple[str, str] | None]:
         neighbours: dict[str, list[tuple[str, str]]] = {}
         for link in sorted(self.links, key=lambda item: item.name):

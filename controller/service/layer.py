@@ -31,6 +31,7 @@ from controller.domain.sla import (Attachment, Customer, CustomerKind, Lifecycle
 from controller.domain.sls import Sls, SlsHistoryEntry
 from controller.domain.topology import Link, Topology
 from controller.domain.units import format_bandwidth, to_cents
+from controller.mapping import RouterQos, render_router_configs
 from controller.service import events as ev
 from controller.service.events import Event, EventBus
 from controller.store import records
@@ -215,6 +216,12 @@ class ServiceLayer:
         self._require_domain_manager(principal, "read link loads")
         with self.database.read() as session:
             return [_load_from_row(row) for row in session.scalars(select(LinkRow).order_by(LinkRow.name))]
+
+    def router_configs(self, principal: Principal) -> dict[str, RouterQos]:
+        """The mapping function's output for the SLSs in effect: one QoS config per router."""
+        self._require_domain_manager(principal, "read router configurations")
+        topology = self.topology(principal)
+        return render_router_configs(topology, self.list_sls(principal), self.catalog)
 
     def recent_events(self, principal: Principal, limit: int = 50) -> list[Event]:
         self._require_domain_manager(principal, "read the event log")
