@@ -126,6 +126,7 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(obj: Context) -> None:
     """Create the schema or migrate it to the newest revision."""
+    _operator_only(obj, "db upgrade")
     database = Database(obj.settings.database_url)
     before = migrate.current_revision(database)
     migrate.upgrade(database)
@@ -559,6 +560,7 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None) -> None:
     """Run the controller process until SIGINT/SIGTERM."""
     from controller.server import run_controller
 
+    _operator_only(obj, "serve")
     host, _, port = http_address.rpartition(":")
     run_controller(obj.service, host or "127.0.0.1", int(port), apply_file)
 
@@ -594,6 +596,12 @@ def _price(tariff: ClassTariff) -> str:
 
 def _change_limit(min_interval_s: int) -> str:
     return f"at most one per {format_duration(min_interval_s)}" if min_interval_s else "at any time"
+
+
+def _operator_only(obj: Context, command: str) -> None:
+    """Commands that run the controller or change its schema act for the operator, never as a customer."""
+    if not obj.principal.is_domain_manager:
+        raise click.UsageError(f"`csmm {command}` runs as the domain manager; --as {obj.principal} does not apply to it")
 
 
 def _ref(text: str) -> int | str:

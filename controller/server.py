@@ -17,16 +17,18 @@ from controller import __version__
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
+from controller.store import migrate
 
 log = logging.getLogger("csmm.controller")
 
 
 def health_app(service: ServiceLayer) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
-        slas = await asyncio.to_thread(service.list_slas, DOMAIN_MANAGER)
-        return web.json_response({
-            "status": "ok", "version": __version__, "database": service.database.describe(),
-            "offerings": sorted(service.catalog.offerings), "slas": len(slas)})
+        # Liveness and database reachability only: no customer data on an unauthenticated endpoint.
+        schema_ok = await asyncio.to_thread(migrate.is_up_to_date, service.database)
+        return web.json_response({"status": "ok" if schema_ok else "schema-outdated", "version": __version__,
+                                  "database": service.database.describe(), "offerings": sorted(service.catalog.offerings)},
+                                 status=200 if schema_ok else 503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -177,7 +177,7 @@ def check_sls_change(sla: Sla, current: Sls, last_customer_change: datetime | No
         raise TooSoon(f"SLS of {sla.name} was last changed at {last_customer_change.isoformat(timespec='seconds')}; "
                       f"the SLA allows one change per {format_duration(int(interval.total_seconds()))}, so the next "
                       f"change is allowed at {next_allowed.isoformat(timespec='seconds')}",
-                      next_allowed=next_allowed, min_interval=interval)
+                      next_allowed=next_allowed, min_interval=interval, requested_at=now)
     return terms.change_policy.fee_per_change
 
 
@@ -221,9 +221,3 @@ class PrefixRegistry:
                                    field="attachment.prefixes", value=prefix)
         starts.insert(index, first)
         entries.insert(index, (first, last, owner))
-
-    def remove_owner(self, owner: str) -> None:
-        for version in (4, 6):
-            kept = [entry for entry in self._entries[version] if entry[2] != owner]
-            self._entries[version] = kept
-            self._starts[version] = [entry[0] for entry in kept]

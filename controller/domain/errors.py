@@ -60,8 +60,9 @@ class TooSoon(CsmmError):
 
     code = "too-soon"
 
-    def __init__(self, message: str, *, next_allowed: datetime, min_interval: timedelta) -> None:
-        super().__init__(message, field="sls", bound=next_allowed, value=None)
+    def __init__(self, message: str, *, next_allowed: datetime, min_interval: timedelta, requested_at: datetime) -> None:
+        # field: when the change was asked for; bound: the earliest time allowed; value: the time asked.
+        super().__init__(message, field="sls.changed_at", bound=next_allowed, value=requested_at)
         self.next_allowed = next_allowed
         self.min_interval = min_interval
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -61,9 +60,6 @@ class Attachment:
     access_speed_bps: int
     prefixes: tuple[str, ...]
 
-    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(ipaddress.ip_network(p) for p in self.prefixes)
-
 
 @dataclass(frozen=True)
 class SlaTerms:
@@ -78,9 +74,6 @@ class SlaTerms:
     availability: AvailabilityObjective
     valid_from: datetime
     valid_until: datetime | None = None
-
-    def allows(self, service_class: ServiceClassName) -> bool:
-        return service_class in self.bounds
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,13 @@ def render_router_configs(topology: Topology, slas: Iterable[tuple[Sla, Sls]], c
             (sender.local if end.router == home else sender.transit).append((sla, sls))
 
     dscp = {name: cls.dscp for name, cls in catalog.classes.items()}
+    outside = {link.a for link in topology.egress_links()}
     configs: dict[str, RouterQos] = {}
     for router in topology.routers:
         interfaces = []
         for iface in router.interfaces:
-            remarks, default_dscp = _remarks(router.id, iface.name, active, dscp) if iface.role != InterfaceRole.CORE else ((), None)
+            untrusted = iface.role != InterfaceRole.CORE and Endpoint(router.id, iface.name) not in outside
+            remarks, default_dscp = _remarks(router.id, iface.name, active, dscp) if untrusted else ((), None)
             sender = senders.get(Endpoint(router.id, iface.name))
             scheduler = _scheduler(sender, dscp) if sender is not None else None
             if remarks or scheduler is not None or default_dscp is not None:
@@ -61,10 +63,10 @@ def render_router_configs(topology: Topology, slas: Iterable[tuple[Sla, Sls]], c
 
 def _remarks(router: str, interface: str, active: list[tuple[Sla, Sls]],
              dscp: dict[ServiceClassName, int]) -> tuple[tuple[Remark, ...], int | None]:
+    """Ingress remarking on a customer-facing port. Every such port remarks, even with no SLA in
+    effect behind it: marks from outside the contract are never trusted."""
     attached = [(sla, sls) for sla, sls in active
                 if (sla.terms.attachment.router, sla.terms.attachment.interface) == (router, interface)]
-    if not attached:
-        return (), None
     remarks = tuple(Remark(prefix, sla.name, dscp[sls.service_class])
                     for sla, sls in attached for prefix in sla.terms.attachment.prefixes)
     return remarks, BEST_EFFORT_DSCP

@@ -15,7 +15,8 @@ def describe(config: RouterQos) -> str:
     for iface in config.interfaces:
         lines.append(f"  interface {iface.name} ({iface.role})")
         if iface.default_dscp is not None:
-            lines.append("    ingress: remark DSCP by source prefix")
+            lines.append("    ingress: remark DSCP by source prefix" if iface.remarks else
+                         "    ingress: no SLA in effect behind this port")
             for remark in iface.remarks:
                 lines.append(f"      {remark.prefix:<20} {remark.sla:<22} -> DSCP {remark.dscp} ({_dscp(remark.dscp)})")
             lines.append(f"      {'any other source':<43} -> DSCP {iface.default_dscp} ({_dscp(iface.default_dscp)})")

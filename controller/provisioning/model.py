@@ -89,8 +89,11 @@ class InitialSlsEntry(_Entry):
     bandwidth: Bandwidth
 
 
+NAME = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"  # starts with a letter, so it never reads as a numeric id
+
+
 class SlaEntry(_Entry):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: str = Field(pattern=NAME)
     offering: str
     router: str
     interface: str
@@ -122,7 +125,7 @@ class SlaEntry(_Entry):
 
 
 class CustomerEntry(_Entry):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: str = Field(pattern=NAME)
     kind: CustomerKind = CustomerKind.CUSTOMER
     display_name: str = ""
     slas: list[SlaEntry] = []

@@ -8,16 +8,17 @@ writes, records events in the same transaction, and publishes them once committe
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.domain.catalog import AvailabilityObjective, Catalog, ChangePolicy, ClassBounds, ServiceClassName
@@ -149,9 +150,7 @@ class ServiceLayer:
         with self.database.read() as session:
             query = select(*CustomerRow.__table__.c).order_by(CustomerRow.name)
             if not principal.is_domain_manager:
-                query = query.where(CustomerRow.name == principal.customer,
-                                    CustomerRow.kind == (CustomerKind.PEER if principal.role == Role.PEER
-                                                         else CustomerKind.CUSTOMER).value)
+                query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
             return [records.customer_from_row(row) for row in session.execute(query)]
 
     def get_customer(self, principal: Principal, name: str) -> Customer:
@@ -168,9 +167,7 @@ class ServiceLayer:
                         CustomerRow.kind.label("customer_kind"), *extra)
                  .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id))
         if not principal.is_domain_manager:
-            query = query.where(CustomerRow.name == principal.customer,
-                                CustomerRow.kind == (CustomerKind.PEER if principal.role == Role.PEER
-                                                     else CustomerKind.CUSTOMER).value)
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
         if customer is not None:
             query = query.where(CustomerRow.name == customer)
         return query
@@ -185,11 +182,13 @@ class ServiceLayer:
             return records.sls_from_row(self._sls_row(session, sla.id))
 
     def list_sls(self, principal: Principal, customer: str | None = None) -> list[tuple[Sla, Sls]]:
-        sls = SlsRow.__table__.c
-        columns = [c.label(f"sls_{c.name}") for c in sls if c.name != "sla_id"]
         with self.database.read() as session:
-            query = self._visible_slas(principal, customer, *columns).join(SlsRow, SlsRow.sla_id == SlaRow.id)
-            return [(records.sla_from_columns(row), records.sls_from_columns(row)) for row in session.execute(query)]
+            return self._list_sls(session, principal, customer)
+
+    def _list_sls(self, session: Session, principal: Principal, customer: str | None = None) -> list[tuple[Sla, Sls]]:
+        columns = [c.label(f"sls_{c.name}") for c in SlsRow.__table__.c if c.name != "sla_id"]
+        query = self._visible_slas(principal, customer, *columns).join(SlsRow, SlsRow.sla_id == SlaRow.id)
+        return [(records.sla_from_columns(row), records.sls_from_columns(row)) for row in session.execute(query)]
 
     def sls_history(self, principal: Principal, ref: SlaRef) -> list[SlsHistoryEntry]:
         with self.database.read() as session:
@@ -220,8 +219,9 @@ class ServiceLayer:
     def router_configs(self, principal: Principal) -> dict[str, RouterQos]:
         """The mapping function's output for the SLSs in effect: one QoS config per router."""
         self._require_domain_manager(principal, "read router configurations")
-        topology = self.topology(principal)
-        return render_router_configs(topology, self.list_sls(principal), self.catalog)
+        with self.database.read(snapshot=True) as session:
+            topology, slas = self._topology(session), self._list_sls(session, principal)
+        return render_router_configs(topology, slas, self.catalog)
 
     def recent_events(self, principal: Principal, limit: int = 50) -> list[Event]:
         self._require_domain_manager(principal, "read the event log")
@@ -233,16 +233,20 @@ class ServiceLayer:
 
     def add_customer(self, principal: Principal, name: str, kind: CustomerKind, display_name: str = "") -> Customer:
         self._require_domain_manager(principal, "add customers")
-        with self._write(principal) as tx:
-            return self._add_customers(tx, [(name, kind, display_name or name)])[0]
+
+        def run() -> Customer:
+            with self._write(principal) as tx:
+                return self._add_customers(tx, [(name, kind, display_name or name)])[0]
+        try:
+            return self._retrying(run)
+        except IntegrityError:  # a concurrent add of the same name won the race
+            raise Conflict(f"customer {name!r} already exists", field="customer.name", value=name) from None
 
     def _add_customers(self, tx: _Tx, wanted: Sequence[tuple[str, CustomerKind, str]]) -> list[Customer]:
         if not wanted:
             return []
         for name, _, _ in wanted:
-            if not name or len(name) > 64 or not all(ch.isalnum() or ch in "-_." for ch in name):
-                raise InvalidValue(f"customer name {name!r} must be 1-64 letters, digits, '-', '_' or '.'",
-                                   field="customer.name", value=name)
+            _check_name(name, "customer.name")
         names = [name for name, _, _ in wanted]
         taken = _present(tx.session, CustomerRow.name, names)
         if taken or len(set(names)) != len(names):
@@ -255,23 +259,19 @@ class ServiceLayer:
             tx.emit(ev.CUSTOMER_ADDED, f"customer:{name}", kind=kind.value)
         return [Customer(i, n, k, d) for i, (n, k, d) in zip(rows, wanted)]
 
-    def rename_customer(self, principal: Principal, name: str, display_name: str) -> Customer:
-        self._require_domain_manager(principal, "change customers")
-        with self._write(principal) as tx:
-            row = self._customer_row(tx.session, principal, name)
-            row.display_name = display_name
-            tx.emit(ev.CUSTOMER_CHANGED, f"customer:{name}", display_name=display_name)
-            return records.customer_from_row(row)
-
     # ------------------------------------------------------------------ SLAs
 
-    def create_sla(self, principal: Principal, spec: SlaSpec) -> Sla:
+    def create_sla(self, principal: Principal, spec: SlaSpec, channel: Channel = Channel.CLI) -> Sla:
         check_may_manage_slas(principal)
-        with self._write(principal) as tx:
-            created = self._create_slas(tx, [spec])
+
+        def run() -> list[int]:
+            with self._write(principal) as tx:
+                return self._create_slas(tx, [spec], channel)
+        created = self._retrying(run)
         return self.get_sla(principal, created[0])
 
-    def _create_slas(self, tx: _Tx, specs: Sequence[SlaSpec], progress: Progress | None = None) -> list[int]:
+    def _create_slas(self, tx: _Tx, specs: Sequence[SlaSpec], channel: Channel,
+                     progress: Progress | None = None) -> list[int]:
         """Check and insert SLAs in bulk; all or nothing. Returns the new SLA ids."""
         if not specs:
             return []
@@ -281,6 +281,8 @@ class ServiceLayer:
         topology = self._topology(session)
         customers = self._customers_by_name(session, {s.customer for s in specs})
         names = [s.name for s in specs]
+        for name in names:
+            _check_name(name, "sla.name")
         clash = sorted(_present(session, SlaRow.name, names))
         if clash or len(set(names)) != len(names):
             duplicate = clash[0] if clash else next(n for n in names if names.count(n) > 1)
@@ -318,20 +320,20 @@ class ServiceLayer:
         chunk = max(100, min(2000, len(planned) // 20))  # ~20 progress steps on a large apply
         for start in range(0, len(planned), chunk):
             part = planned[start:start + chunk]
-            ids.extend(self._insert_slas(tx, customers, part))
+            ids.extend(self._insert_slas(tx, customers, part, channel))
             if progress:
                 progress(len(part))
         self._store_loads(session, loads)
         return ids
 
     def _insert_slas(self, tx: _Tx, customers: dict[str, Customer],
-                     planned: Sequence[tuple[SlaSpec, SlaTerms, tuple[str, ...], ServiceClassName, int]]) -> list[int]:
-        session, now, who = tx.session, tx.now, str(tx.principal)
+                     planned: Sequence[tuple[SlaSpec, SlaTerms, tuple[str, ...], ServiceClassName, int]],
+                     channel_used: Channel) -> list[int]:
+        session, now, who, channel = tx.session, tx.now, str(tx.principal), channel_used.value
         ids = list(session.execute(insert(SlaRow.__table__).returning(SlaRow.id, sort_by_parameter_order=True), [
             {"name": spec.name, "customer_id": customers[spec.customer].id, **records.terms_columns(terms),
              "state": spec.state.value, "path": list(path), "created_at": now, "updated_at": now}
             for spec, terms, path, _, _ in planned]).scalars())
-        channel = Channel.PROVISIONING.value if len(planned) > 1 else Channel.CLI.value
         session.execute(insert(SlsRow.__table__), [
             {"sla_id": i, "service_class": c.value, "bandwidth_bps": b, "version": 1, "changed_at": now,
              "changed_by": who, "channel": channel, "last_customer_change_at": None}
@@ -352,25 +354,33 @@ class ServiceLayer:
         """Replace an SLA's terms. The SLS in effect must still fit them; admission runs again."""
         check_may_manage_slas(principal)
 
-        def run() -> None:
+        def run() -> int:
             with self._write(principal) as tx:
-                self._modify_sla(tx, ref, spec)
-        self._retrying(run)
-        return self.get_sla(principal, spec.name if isinstance(ref, str) else ref)
+                return self._modify_sla(tx, ref, spec)
+        return self.get_sla(principal, self._retrying(run))
 
-    def _modify_sla(self, tx: _Tx, ref: SlaRef, spec: SlaSpec) -> None:
+    def _modify_sla(self, tx: _Tx, ref: SlaRef, spec: SlaSpec) -> int:
+        """Apply new terms to an SLA; returns its id."""
         session = tx.session
         self._serialize_sla_writers(session)
         sls_row = self._lock_sls(session, ref)
         sla_row = self._sla_row(session, ref)
         customer = session.get(CustomerRow, sla_row.customer_id)
         assert customer is not None
+        if spec.name != sla_row.name:
+            raise Conflict(f"SLA {sla_row.name} cannot be renamed to {spec.name}", field="name",
+                           bound=sla_row.name, value=spec.name)
         if spec.customer != customer.name:
             raise Conflict(f"SLA {sla_row.name} belongs to {customer.name}; it cannot move to {spec.customer}",
                            field="customer", bound=customer.name, value=spec.customer)
         old = records.sla_from_row(sla_row, customer)
         if old.state == LifecycleState.DEINSTALLED:
             raise Conflict(f"SLA {old.name} is deinstalled; it cannot be modified", field="state", value=old.state.value)
+        if spec.state == LifecycleState.DEINSTALLED:
+            # A contract that ends now keeps the terms it ran under; deinstalling releases exactly
+            # what those terms reserved.
+            self._set_state(tx, sla_row, old, spec.state, "provisioning")
+            return old.id
         terms = self.resolve_terms(spec, old.terms)
         topology = self._topology(session)
         check_sla_terms(terms, self.catalog.offering(spec.offering), old.customer_kind, topology)
@@ -398,9 +408,10 @@ class ServiceLayer:
         sla_row.path = list(path)
         sla_row.updated_at = tx.now
         if spec.state != old.state:
-            self._set_state(tx, sla_row, old, spec.state, "provisioning")
+            self._set_state(tx, sla_row, replace(old, terms=terms, path=path), spec.state, "provisioning")
         if changed:
             tx.emit(ev.SLA_CHANGED, f"sla:{old.name}", sla_id=old.id, fields=changed)
+        return old.id
 
     def set_sla_state(self, principal: Principal, ref: SlaRef, state: LifecycleState, note: str = "") -> Sla:
         check_may_manage_slas(principal)
@@ -465,9 +476,10 @@ class ServiceLayer:
         if expected_version is not None and expected_version != current.version:
             raise Conflict(f"SLS of {sla.name} is at version {current.version}, not {expected_version}",
                            field="sls.version", bound=current.version, value=expected_version)
-        fee = check_sls_change(sla, current, sls_row.last_customer_change_at, wanted, bandwidth_bps, tx.principal, tx.now)
         if (wanted, bandwidth_bps) == (current.service_class, current.bandwidth_bps):
+            # Asking for what is in effect (a client retrying after a lost answer) is not a change.
             return SlsChange(current, Decimal("0.00"), changed=False)
+        fee = check_sls_change(sla, current, sls_row.last_customer_change_at, wanted, bandwidth_bps, tx.principal, tx.now)
         delta = sls_demand(wanted, bandwidth_bps) - sls_demand(current.service_class, current.bandwidth_bps)
         if delta != Demand():
             loads = self._lock_loads(session, sorted(sla.path))
@@ -493,8 +505,12 @@ class ServiceLayer:
         """Install a new topology; recompute every SLA's path and every link's load. Refused (and
         nothing changes) if an SLA's attachment disappears or a link would exceed its shares."""
         self._require_domain_manager(principal, "change the topology")
-        with self._write(principal) as tx:
-            return self._replace_topology(tx, topology)
+
+        def run() -> bool:
+            with self._write(principal) as tx:
+                self._serialize_sla_writers(tx.session)
+                return self._replace_topology(tx, topology)
+        return self._retrying(run)
 
     def _replace_topology(self, tx: _Tx, topology: Topology) -> bool:
         session = tx.session
@@ -550,7 +566,7 @@ class ServiceLayer:
         the last history version, history versions are contiguous, every SLS within its SLA."""
         self._require_domain_manager(principal, "audit the database")
         problems: list[str] = []
-        with self.database.read() as session:
+        with self.database.read(snapshot=True) as session:
             links = {row.name: _load_from_row(row) for row in session.scalars(select(LinkRow))}
             expected = {name: LinkLoad(load.link, Demand(), Demand()) for name, load in links.items()}
             rows = session.execute(select(SlaRow, CustomerRow, SlsRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
@@ -593,8 +609,15 @@ class ServiceLayer:
     def provision(self, principal: Principal, plan: "ProvisioningPlan", progress: Progress | None = None) -> None:
         """Apply a whole provisioning plan in one transaction: all of it, or nothing."""
         self._require_domain_manager(principal, "provision")
+        self._retrying(lambda: self._provision(principal, plan, progress))
+
+    def _provision(self, principal: Principal, plan: "ProvisioningPlan", progress: Progress | None) -> None:
         with self._write(principal) as tx:
             self._serialize_sla_writers(tx.session)
+            if plan.changed_slas and not self.database.is_sqlite:
+                # Modifications lock SLS rows one after another while holding link locks; keep
+                # customers' SLS changes out meanwhile, so no lock cycle can form.
+                tx.session.execute(text("LOCK TABLE sls IN EXCLUSIVE MODE"))
             if plan.topology is not None:
                 self._replace_topology(tx, plan.topology)
             self._add_customers(tx, plan.new_customers)
@@ -602,7 +625,7 @@ class ServiceLayer:
                 row = self._customer_row(tx.session, principal, name)
                 row.display_name = display_name
                 tx.emit(ev.CUSTOMER_CHANGED, f"customer:{name}", display_name=display_name)
-            self._create_slas(tx, plan.new_slas, progress)
+            self._create_slas(tx, plan.new_slas, Channel.PROVISIONING, progress)
             for spec in plan.changed_slas:
                 self._modify_sla(tx, spec.name, spec)
                 if progress:
@@ -705,11 +728,8 @@ class ServiceLayer:
             raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
         return row
 
-    def _sls_row(self, session: Session, sla_id: int, *, lock: bool = False) -> SlsRow:
-        query = select(SlsRow).where(SlsRow.sla_id == sla_id)
-        if lock:
-            query = query.with_for_update()
-        row = session.scalars(query).first()
+    def _sls_row(self, session: Session, sla_id: int) -> SlsRow:
+        row = session.scalars(select(SlsRow).where(SlsRow.sla_id == sla_id)).first()
         if row is None:
             raise NotFound(f"SLA {sla_id} has no SLS", field="sls", value=sla_id)
         return row
@@ -727,7 +747,8 @@ class ServiceLayer:
         """Lock the link rows (in name order: no deadlocks between writers) and read their loads."""
         if not names:
             return {}
-        query = select(LinkRow).where(LinkRow.name.in_(list(names))).order_by(LinkRow.name).with_for_update()
+        query = (select(LinkRow).where(LinkRow.name.in_(list(names))).order_by(LinkRow.name).with_for_update()
+                 .execution_options(populate_existing=True))
         return {row.name: _load_from_row(row) for row in session.scalars(query)}
 
     def _admit_on(self, loads: dict[str, LinkLoad], path: Sequence[str], delta: Demand, measure: str,
@@ -773,6 +794,21 @@ _STORE_LOAD = (update(_links).where(_links.c.name == bindparam("link"))
                .values(reserved_gold_bps=bindparam("rg"), reserved_gold_silver_bps=bindparam("rgs"),
                        in_use_gold_bps=bindparam("ug"), in_use_gold_silver_bps=bindparam("ugs")))
 
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+
+def _check_name(name: str, field_name: str) -> None:
+    # A leading letter keeps names apart from numeric ids (SNMP indexes, `csmm sla show 7`).
+    if not _NAME.match(name):
+        raise InvalidValue(f"{field_name} {name!r} must start with a letter and have at most 64 letters, digits, "
+                           f"'-', '_' or '.'", field=field_name, value=name)
+
+
+def _kind_of(principal: Principal) -> str:
+    """The kind of customer a customer or peer principal may reach."""
+    return (CustomerKind.PEER if principal.role == Role.PEER else CustomerKind.CUSTOMER).value
+
+
 # Above this many values, read the whole column instead of a huge IN list (SQLite caps parameters).
 _IN_LIMIT = 20000
 
@@ -786,9 +822,7 @@ def _present(session: Session, column: Any, values: Sequence[str]) -> set[str]:
 
 def _role_matches(principal: Principal, customer: CustomerRow) -> bool:
     """A customer principal reaches only customers, a peer principal only peer domains."""
-    if principal.is_domain_manager:
-        return True
-    return (principal.role == Role.PEER) == (customer.kind == CustomerKind.PEER.value)
+    return principal.is_domain_manager or customer.kind == _kind_of(principal)
 
 
 def _load_from_row(row: LinkRow) -> LinkLoad:

@@ -68,8 +68,12 @@ class Database:
             yield session
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
+    def read(self, *, snapshot: bool = False) -> Iterator[Session]:
+        """A read-only transaction. With `snapshot`, every statement in it sees the same committed
+        state (PostgreSQL REPEATABLE READ; SQLite's WAL read transactions already do)."""
         with self._read_sessions() as session, session.begin():
+            if snapshot and not self.is_sqlite:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
             yield session
 
     @property

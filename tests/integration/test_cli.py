@@ -79,12 +79,19 @@ def test_refusals_name_field_bound_and_value_and_exit_3(demo_db: str) -> None:
     run(demo_db, "--as", "customer:acme", "sls", "set", "acme-hq", "--class", "gold", "--bandwidth", "1M")
     soon = run(demo_db, "--as", "customer:acme", "sls", "set", "acme-hq", "--class", "silver", "--bandwidth", "1M", check=False)
     assert soon.returncode == 3 and "next change is allowed at" in soon.stderr
+    assert "field: sls.changed_at" in soon.stderr and "bound: " in soon.stderr and "value: " in soon.stderr
 
     theirs = run(demo_db, "--as", "customer:acme", "sls", "set", "globex-main", "--class", "gold", "--bandwidth", "1M", check=False)
     assert theirs.returncode == 3 and "no SLA 'globex-main'" in theirs.stderr
 
     bad = run(demo_db, "sls", "set", "acme-hq", "--class", "gold", "--bandwidth", "lots", check=False)
     assert bad.returncode == 2 and "bandwidth must be a number" in bad.stderr
+
+
+def test_operator_commands_refuse_a_customer_principal(demo_db: str) -> None:
+    for args in (["db", "upgrade"], ["serve"]):
+        result = run(demo_db, "--as", "customer:acme", *args, check=False)
+        assert result.returncode == 2 and "runs as the domain manager" in result.stderr
 
 
 def test_customer_lists_only_its_own(demo_db: str) -> None:
@@ -157,8 +164,8 @@ def test_serve_runs_the_controller_until_sigterm(db: str) -> None:
                 assert process.poll() is None, process.stdout.read() if process.stdout else ""
                 assert time.monotonic() < deadline, "controller did not answer /healthz"
                 time.sleep(0.2)
-        assert health["status"] == "ok" and health["slas"] == 5
-        assert "gsb-business" in health["offerings"]
+        assert health["status"] == "ok" and "gsb-business" in health["offerings"]
+        assert "slas" not in health and "acme" not in json.dumps(health)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)

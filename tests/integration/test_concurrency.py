@@ -177,3 +177,63 @@ def test_fifty_concurrent_writers_never_overbook_or_lose_an_update(contended: Se
         assert (current.version, current.service_class, current.bandwidth_bps) == (
             history[-1].version, history[-1].service_class, history[-1].bandwidth_bps)
     assert {s.name for s in service.list_slas(DOMAIN_MANAGER)} >= set(created)
+
+
+@pytest.mark.postgres
+def test_an_apply_that_modifies_slas_never_deadlocks_with_customers_sls_changes(postgres, catalog: Catalog,
+                                                                                tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The apply modifies several SLAs (locking SLS rows one after another); meanwhile a customer's
+    change holds another SLS row and wants the links. Found by review: this used to deadlock."""
+    import psycopg
+    import yaml
+
+    from controller.provisioning.model import load_provisioning
+    from tests.conftest import DEMO_FILE, migrate_url
+
+    url = postgres.fresh_database(migrate_url)
+    service = ServiceLayer(Database(url), catalog)
+    apply(service, DOMAIN_MANAGER, load_provisioning(DEMO_FILE))
+    ids = {s.name: s.id for s in service.list_slas(DOMAIN_MANAGER)}
+    data = yaml.safe_load(DEMO_FILE.read_text())
+    for customer in data["customers"]:
+        for sla in customer["slas"]:
+            if sla["name"] in ("acme-hq", "globex-main", "initech-office"):
+                sla["prefixes"].append(sla["prefixes"][0].replace("198.19.", "198.18.2"))
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(data))
+    dsn = f"host=127.0.0.1 port={postgres.port} user={postgres.user} dbname={url.rsplit('/', 1)[1]}"
+    holder, customer = psycopg.connect(dsn), psycopg.connect(dsn)
+    holder.execute("SELECT 1 FROM sls WHERE sla_id = %s FOR UPDATE", (ids["globex-main"],))
+    results: dict[str, str] = {}
+
+    def run_apply() -> None:
+        try:
+            results["apply"] = apply(service, DOMAIN_MANAGER, load_provisioning(edited)).summary()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results["apply"] = f"{type(exc).__name__}: {exc}"
+
+    def customer_change() -> None:  # what change_sls does: its SLS row, then the links in name order
+        try:
+            customer.execute("SELECT 1 FROM sls WHERE sla_id = %s FOR UPDATE", (ids["initech-office"],))
+            customer.execute("SELECT 1 FROM links WHERE name IN ('core-egress', 'edge2-core', 'internet') "
+                             "ORDER BY name FOR UPDATE")
+            customer.commit()
+            results["customer"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            results["customer"] = f"{type(exc).__name__}: {exc}"
+
+    applier = threading.Thread(target=run_apply)
+    applier.start()
+    time.sleep(0.5)
+    changer = threading.Thread(target=customer_change)
+    changer.start()
+    time.sleep(1.0)
+    holder.commit()
+    applier.join(60)
+    changer.join(60)
+    holder.close()
+    customer.close()
+    assert results == {"apply": "topology unchanged; customers: 0 added, 0 changed; SLAs: 0 created, 3 changed",
+                       "customer": "ok"}
+    assert service.audit(DOMAIN_MANAGER) == []
+    service.database.dispose()

@@ -106,6 +106,18 @@ def test_json_files_load_like_yaml_with_dates_in_utc(service: ServiceLayer, tmp_
     assert not apply(service, DOMAIN_MANAGER, load_provisioning(DEMO_FILE)).changed
 
 
+def test_changing_terms_and_deinstalling_in_one_apply_releases_exactly_the_old_reservation(
+        demo: ServiceLayer, tmp_path: Path) -> None:
+    data = demo_data()
+    entry = data["customers"][0]["slas"][0]
+    entry["bounds"]["gold"]["max"] = "2M"
+    entry["state"] = "deinstalled"
+    apply(demo, DOMAIN_MANAGER, load_provisioning(write(tmp_path, data)))
+    assert demo.get_sla(DOMAIN_MANAGER, "acme-hq").state == LifecycleState.DEINSTALLED
+    assert demo.audit(DOMAIN_MANAGER) == []
+    assert demo.sls_history(DOMAIN_MANAGER, "acme-hq")[0].channel == Channel.PROVISIONING
+
+
 def test_dry_run_plans_without_changing(service: ServiceLayer) -> None:
     work, report = plan(service, DOMAIN_MANAGER, load_provisioning(DEMO_FILE))
     assert report.slas_created == 5 and len(work.new_slas) == 5

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from controller.domain.catalog import ClassBounds, ServiceClassName
-from controller.domain.errors import (CapacityExceeded, ClassNotAllowed, Conflict, Forbidden, NotFound, OutOfBounds,
-                                      TooSoon)
+from controller.domain.errors import (CapacityExceeded, ClassNotAllowed, Conflict, Forbidden, InvalidValue, NotFound,
+                                      OutOfBounds, TooSoon)
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.service.events import Event
@@ -304,3 +304,34 @@ def test_a_failing_subscriber_does_not_undo_the_change(demo: ServiceLayer) -> No
 
 def test_audit_finds_nothing_wrong_after_the_demo(demo: ServiceLayer) -> None:
     assert demo.audit(DOMAIN_MANAGER) == []
+
+
+# ----------------------------------------------------------------------------- regressions (review)
+
+def test_asking_again_for_the_sls_in_effect_is_accepted_even_within_the_interval(demo: ServiceLayer, clock: Clock) -> None:
+    demo.change_sls(ACME, "acme-hq", "gold", 2 * M, Channel.REST)
+    clock.advance(seconds=10)
+    retry = demo.change_sls(ACME, "acme-hq", "gold", 2 * M, Channel.REST)  # the answer was lost; the client retries
+    assert not retry.changed and retry.sls.version == 2
+
+
+def test_sla_creation_records_the_channel_it_came_through(demo: ServiceLayer) -> None:
+    demo.create_sla(DOMAIN_MANAGER, _spec(), Channel.REST)
+    assert demo.sls_history(DOMAIN_MANAGER, "acme-2")[0].channel == Channel.REST
+
+
+def test_modify_sla_cannot_rename_or_reach_another_sla(demo: ServiceLayer) -> None:
+    sla = demo.get_sla(DOMAIN_MANAGER, "acme-hq")
+    spec = SlaSpec(name="globex-main", customer="acme", offering="gsb-business", attachment=sla.terms.attachment,
+                   bounds=sla.terms.bounds, state=sla.state)
+    with pytest.raises(Conflict) as refused:
+        demo.modify_sla(DOMAIN_MANAGER, "acme-hq", spec)
+    assert (refused.value.field, refused.value.bound, refused.value.value) == ("name", "acme-hq", "globex-main")
+
+
+def test_names_must_start_with_a_letter(demo: ServiceLayer) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        demo.add_customer(DOMAIN_MANAGER, "42", CustomerKind.CUSTOMER)
+    assert refused.value.field == "customer.name"
+    with pytest.raises(InvalidValue):
+        demo.create_sla(DOMAIN_MANAGER, _spec(name="7"))

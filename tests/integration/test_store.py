@@ -44,3 +44,14 @@ def test_sls_history_is_append_only(demo_any_db: ServiceLayer, statement: str) -
 def test_demo_provisioning_loads_and_audits_clean_on_both_databases(demo_any_db: ServiceLayer) -> None:
     assert len(demo_any_db.list_slas(DOMAIN_MANAGER)) == 5
     assert demo_any_db.audit(DOMAIN_MANAGER) == []
+
+
+@pytest.mark.postgres
+def test_sls_history_cannot_be_truncated_on_postgresql(postgres) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import migrate_url
+
+    database = Database(postgres.fresh_database(migrate_url))
+    with pytest.raises(DBAPIError, match="append-only"):
+        with database.write() as session:
+            session.execute(text("TRUNCATE sls_history"))
+    database.dispose()

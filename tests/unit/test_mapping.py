@@ -165,8 +165,13 @@ def test_gold_and_silver_get_exactly_the_joint_slss_and_bronze_the_rest() -> Non
     assert core.leaf("bronze").rate_bps == 40 * M - 11 * M and core.leaf("bronze").ceil_bps == 40 * M
 
 
-def test_a_router_no_customer_crosses_gets_an_empty_config() -> None:
+def test_a_router_no_customer_crosses_gets_no_scheduler_and_its_access_ports_remark_to_best_effort() -> None:
     configs = render_router_configs(TOPOLOGY, [], CATALOG)
     assert set(configs) == {"core", "edge1", "edge2", "egress"}
-    assert all(config.interfaces == () for config in configs.values())
     assert "no QoS" in describe(configs["core"])
+    assert all(i.scheduler is None for config in configs.values() for i in config.interfaces)
+    ports = {(config.router, i.name): (i.remarks, i.default_dscp) for config in configs.values() for i in config.interfaces}
+    # Customer ports and the peer port remark anything to best effort; the egress point toward the
+    # internet is not a customer port.
+    assert ports == {("edge1", "eth2"): ((), 0), ("edge1", "eth3"): ((), 0), ("edge2", "eth2"): ((), 0),
+                     ("egress", "eth3"): ((), 0)}

@@ -148,10 +148,14 @@ def _make_history_append_only() -> None:
         op.execute("""
             CREATE TRIGGER sls_history_append_only BEFORE UPDATE OR DELETE ON sls_history
             FOR EACH ROW EXECUTE FUNCTION sls_history_append_only()""")
+        op.execute("""
+            CREATE TRIGGER sls_history_no_truncate BEFORE TRUNCATE ON sls_history
+            FOR EACH STATEMENT EXECUTE FUNCTION sls_history_append_only()""")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS sls_history_no_truncate ON sls_history")
         op.execute("DROP TRIGGER IF EXISTS sls_history_append_only ON sls_history")
         op.execute("DROP FUNCTION IF EXISTS sls_history_append_only()")
     op.drop_table('sls_history')
