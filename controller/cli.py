@@ -26,7 +26,7 @@ from controller import __version__
 from controller.config import Settings, open_service
 from controller.domain.catalog import DEFAULT_CATALOG, ClassBounds, ClassTariff, ServiceClassName, load_catalog
 from controller.domain.errors import CsmmError
-from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal
+from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState, Sla
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
 from controller.service.layer import ServiceLayer, SlaSpec
@@ -204,7 +204,7 @@ def apply_cmd(obj: Context, file: Path, dry_run: bool) -> None:
 
     The whole file is applied in one transaction: if any SLA is refused, nothing changes.
     """
-    from controller.provisioning.apply import apply, plan
+    from controller.provisioning.apply import plan
     from controller.provisioning.model import load_provisioning
 
     size = file.stat().st_size

@@ -65,18 +65,22 @@ class LinkLoad:
 Measure = Literal["reserved", "in_use"]
 
 
+def shares_exceeded(link: Link, demand: Demand, measure: Measure,
+                    overbooking: Decimal = Decimal(1)) -> list[CapacityExceeded]:
+    """The class shares of `link` that `demand` is above, each as a refusal (empty: within)."""
+    limits = (("gold", link.gold_limit(overbooking), demand.gold),
+              ("gold+silver", link.gold_silver_limit(overbooking), demand.gold_silver))
+    return [_exceeded(link, share, limit, value, measure) for share, limit, value in limits if value > limit]
+
+
 def admit(loads: Iterable[LinkLoad], delta: Demand, *, measure: Measure, overbooking: Decimal = Decimal(1)) -> None:
     """Refuse `delta` if it would push any link above its class shares. Decreases always pass, so
     a link already over its share (after a topology change) can only get better."""
+    growing = {"gold": delta.gold > 0, "gold+silver": delta.gold_silver > 0}
     for load in loads:
-        current: Demand = getattr(load, measure)
-        after = current + delta
-        gold_limit = load.link.gold_limit(overbooking)
-        gs_limit = load.link.gold_silver_limit(overbooking)
-        if delta.gold > 0 and after.gold > gold_limit:
-            raise _exceeded(load.link, "gold", gold_limit, after.gold, measure)
-        if delta.gold_silver > 0 and after.gold_silver > gs_limit:
-            raise _exceeded(load.link, "gold+silver", gs_limit, after.gold_silver, measure)
+        for excess in shares_exceeded(load.link, getattr(load, measure) + delta, measure, overbooking):
+            if growing[excess.share]:
+                raise excess
 
 
 def _exceeded(link: Link, share: str, limit: int, value: int, measure: Measure) -> CapacityExceeded:
@@ -181,9 +185,10 @@ def check_sls_change(sla: Sla, current: Sls, last_customer_change: datetime | No
     return terms.change_policy.fee_per_change
 
 
-def check_may_manage_slas(principal: Principal) -> None:
+def require_domain_manager(principal: Principal, action: str) -> None:
+    """SLAs, customers and the topology are the domain manager's alone."""
     if not principal.is_domain_manager:
-        raise Forbidden(f"only the domain manager creates or changes SLAs; {principal} may not",
+        raise Forbidden(f"only the domain manager may {action}; {principal} may not",
                         field="principal", value=str(principal))
 
 

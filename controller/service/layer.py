@@ -22,15 +22,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from controller.domain.catalog import AvailabilityObjective, Catalog, ChangePolicy, ClassBounds, ServiceClassName
-from controller.domain.checks import (Demand, LinkLoad, PrefixRegistry, admit, check_attachment, check_may_manage_slas,
-                                      check_sla_terms,
-                                      check_sls_change, sla_reservation, sls_demand)
-from controller.domain.errors import ClassNotAllowed, Conflict, CsmmError, Forbidden, InvalidValue, NotFound, OutOfBounds
+from controller.domain.checks import (Demand, LinkLoad, Measure, PrefixRegistry, admit, check_attachment,
+                                      check_sla_terms, check_sls_change, require_domain_manager, shares_exceeded,
+                                      sla_reservation, sls_demand)
+from controller.domain.errors import ClassNotAllowed, Conflict, CsmmError, InvalidValue, NotFound, OutOfBounds
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import (Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms,
                                    check_transition)
 from controller.domain.sls import Sls, SlsHistoryEntry
-from controller.domain.topology import Link, Topology
+from controller.domain.topology import Topology
 from controller.domain.units import format_bandwidth, to_cents
 from controller.mapping import RouterQos, render_router_configs
 from controller.service import events as ev
@@ -207,24 +207,24 @@ class ServiceLayer:
         return last + interval
 
     def topology(self, principal: Principal) -> Topology:
-        self._require_domain_manager(principal, "read the topology")
+        require_domain_manager(principal, "read the topology")
         with self.database.read() as session:
             return self._topology(session)
 
     def link_loads(self, principal: Principal) -> list[LinkLoad]:
-        self._require_domain_manager(principal, "read link loads")
+        require_domain_manager(principal, "read link loads")
         with self.database.read() as session:
             return [_load_from_row(row) for row in session.scalars(select(LinkRow).order_by(LinkRow.name))]
 
     def router_configs(self, principal: Principal) -> dict[str, RouterQos]:
         """The mapping function's output for the SLSs in effect: one QoS config per router."""
-        self._require_domain_manager(principal, "read router configurations")
+        require_domain_manager(principal, "read router configurations")
         with self.database.read(snapshot=True) as session:
             topology, slas = self._topology(session), self._list_sls(session, principal)
         return render_router_configs(topology, slas, self.catalog)
 
     def recent_events(self, principal: Principal, limit: int = 50) -> list[Event]:
-        self._require_domain_manager(principal, "read the event log")
+        require_domain_manager(principal, "read the event log")
         with self.database.read() as session:
             rows = session.scalars(select(EventRow).order_by(EventRow.id.desc()).limit(limit))
             return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
@@ -232,7 +232,7 @@ class ServiceLayer:
     # ------------------------------------------------------------------ customers
 
     def add_customer(self, principal: Principal, name: str, kind: CustomerKind, display_name: str = "") -> Customer:
-        self._require_domain_manager(principal, "add customers")
+        require_domain_manager(principal, "add customers")
 
         def run() -> Customer:
             with self._write(principal) as tx:
@@ -262,7 +262,7 @@ class ServiceLayer:
     # ------------------------------------------------------------------ SLAs
 
     def create_sla(self, principal: Principal, spec: SlaSpec, channel: Channel = Channel.CLI) -> Sla:
-        check_may_manage_slas(principal)
+        require_domain_manager(principal, "create or change SLAs")
 
         def run() -> list[int]:
             with self._write(principal) as tx:
@@ -352,7 +352,7 @@ class ServiceLayer:
 
     def modify_sla(self, principal: Principal, ref: SlaRef, spec: SlaSpec) -> Sla:
         """Replace an SLA's terms. The SLS in effect must still fit them; admission runs again."""
-        check_may_manage_slas(principal)
+        require_domain_manager(principal, "create or change SLAs")
 
         def run() -> int:
             with self._write(principal) as tx:
@@ -414,7 +414,7 @@ class ServiceLayer:
         return old.id
 
     def set_sla_state(self, principal: Principal, ref: SlaRef, state: LifecycleState, note: str = "") -> Sla:
-        check_may_manage_slas(principal)
+        require_domain_manager(principal, "create or change SLAs")
 
         def run() -> None:
             with self._write(principal) as tx:
@@ -504,7 +504,7 @@ class ServiceLayer:
     def replace_topology(self, principal: Principal, topology: Topology) -> bool:
         """Install a new topology; recompute every SLA's path and every link's load. Refused (and
         nothing changes) if an SLA's attachment disappears or a link would exceed its shares."""
-        self._require_domain_manager(principal, "change the topology")
+        require_domain_manager(principal, "change the topology")
 
         def run() -> bool:
             with self._write(principal) as tx:
@@ -541,8 +541,10 @@ class ServiceLayer:
             if tuple(sla_row.path) != paths[router]:
                 path_updates.append({"sla_id": sla.id, "path": list(paths[router])})
         for load in loads.values():
-            admit([LinkLoad(load.link, Demand(), Demand())], load.reserved, measure="reserved", overbooking=self.overbooking)
-            admit([LinkLoad(load.link, Demand(), Demand())], load.in_use, measure="in_use")
+            excess = [*shares_exceeded(load.link, load.reserved, "reserved", self.overbooking),
+                      *shares_exceeded(load.link, load.in_use, "in_use")]
+            if excess:
+                raise excess[0]
         session.execute(LinkRow.__table__.delete())
         session.execute(InterfaceRow.__table__.delete())
         session.execute(RouterRow.__table__.delete())
@@ -564,7 +566,7 @@ class ServiceLayer:
         """Recompute every derived figure from first principles; return the discrepancies found.
         Checks: link loads equal the sums over SLAs, no link above its shares, the SLS in effect is
         the last history version, history versions are contiguous, every SLS within its SLA."""
-        self._require_domain_manager(principal, "audit the database")
+        require_domain_manager(principal, "audit the database")
         problems: list[str] = []
         with self.database.read(snapshot=True) as session:
             links = {row.name: _load_from_row(row) for row in session.scalars(select(LinkRow))}
@@ -597,18 +599,16 @@ class ServiceLayer:
             want = expected[name]
             if (load.reserved, load.in_use) != (want.reserved, want.in_use):
                 problems.append(f"link {name}: stored load {load.reserved}/{load.in_use} != recomputed {want.reserved}/{want.in_use}")
-            if want.in_use.gold > load.link.gold_limit() or want.in_use.gold_silver > load.link.gold_silver_limit():
-                problems.append(f"link {name}: SLSs in effect exceed the class shares ({want.in_use})")
-            if (want.reserved.gold > load.link.gold_limit(self.overbooking)
-                    or want.reserved.gold_silver > load.link.gold_silver_limit(self.overbooking)):
-                problems.append(f"link {name}: SLA reservations exceed the class shares ({want.reserved})")
+            for excess in [*shares_exceeded(load.link, want.in_use, "in_use"),
+                           *shares_exceeded(load.link, want.reserved, "reserved", self.overbooking)]:
+                problems.append(f"{excess.field}: {excess.value} bit/s, above the share of {excess.bound} bit/s")
         return problems
 
     # ------------------------------------------------------------------ provisioning (one transaction)
 
     def provision(self, principal: Principal, plan: "ProvisioningPlan", progress: Progress | None = None) -> None:
         """Apply a whole provisioning plan in one transaction: all of it, or nothing."""
-        self._require_domain_manager(principal, "provision")
+        require_domain_manager(principal, "provision")
         self._retrying(lambda: self._provision(principal, plan, progress))
 
     def _provision(self, principal: Principal, plan: "ProvisioningPlan", progress: Progress | None) -> None:
@@ -632,11 +632,6 @@ class ServiceLayer:
                     progress(1)
 
     # ------------------------------------------------------------------ internals
-
-    def _require_domain_manager(self, principal: Principal, action: str) -> None:
-        if not principal.is_domain_manager:
-            raise Forbidden(f"only the domain manager may {action}; {principal} may not",
-                            field="principal", value=str(principal))
 
     def resolve_terms(self, spec: SlaSpec, existing: SlaTerms | None = None) -> SlaTerms:
         """The full SLA terms a spec asks for. Terms the spec leaves out come from the offering for
@@ -751,12 +746,12 @@ class ServiceLayer:
                  .execution_options(populate_existing=True))
         return {row.name: _load_from_row(row) for row in session.scalars(query)}
 
-    def _admit_on(self, loads: dict[str, LinkLoad], path: Sequence[str], delta: Demand, measure: str,
+    def _admit_on(self, loads: dict[str, LinkLoad], path: Sequence[str], delta: Demand, measure: Measure,
                   *, check: bool = True) -> None:
         """Admit `delta` on every link of `path` and add it to the loads (in memory)."""
         selected = [loads[name] for name in path]
         if check:
-            admit(selected, delta, measure=measure,  # type: ignore[arg-type]
+            admit(selected, delta, measure=measure,
                   overbooking=self.overbooking if measure == "reserved" else Decimal(1))
         for load in selected:
             if measure == "reserved":
