@@ -536,6 +536,107 @@ def config_show(obj: Context, routers: tuple[str, ...], as_json: bool) -> None:
     click.echo("\n\n".join(describe(c) for c in chosen))
 
 
+@config_group.command("diff")
+@click.option("--router", "routers", multiple=True, help="Only this router (repeatable); default: all.")
+@pass_context
+@refusals_to_exit
+def config_diff(obj: Context, routers: tuple[str, ...]) -> None:
+    """Check-sync: compare each router's config now with what its agent last reported applying.
+
+    Exits 0 when every router asked for is in sync, 1 when one is not (like diff(1))."""
+    from controller.domain.checks import require_domain_manager
+    from controller.domain.errors import NotFound
+    from controller.southbound.store import SouthboundStore
+    from controller.southbound.sync import describe_sync
+    from controller.southbound.wire import config_message
+
+    require_domain_manager(obj.principal, "compare router configs")
+    configs = obj.service.router_configs(obj.principal)
+    for router in routers:
+        if router not in configs:
+            raise NotFound(f"no router {router!r} in the topology (known: {', '.join(sorted(configs))})",
+                           field="router", value=router)
+    store = SouthboundStore(obj.service.database)
+    all_in_sync = True
+    for router in routers or sorted(configs):
+        lines, in_sync = describe_sync(config_message(configs[router], version=0), store.status(router))
+        all_in_sync &= in_sync
+        click.echo("\n".join(lines))
+    sys.exit(0 if all_in_sync else 1)
+
+
+@cli.command("agents")
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@refusals_to_exit
+def agents_cmd(obj: Context, as_json: bool) -> None:
+    """Router agents: connected or not, config version applied and in sync, last seen, last error."""
+    from controller.domain.checks import require_domain_manager
+    from controller.southbound.store import SouthboundStore
+
+    require_domain_manager(obj.principal, "read agent status")
+    statuses = SouthboundStore(obj.service.database).statuses()
+    if as_json:
+        click.echo(_json([{"router": s.router, "connected": s.connected, "in_sync": s.in_sync,
+                           "applied_version": s.applied_version, "sent_version": s.sent_version,
+                           "agent_version": s.agent_version, "peer": s.peer, "last_error": s.last_error,
+                           "last_seen": s.last_seen.isoformat() if s.last_seen else None} for s in statuses]))
+        return
+    click.echo(f"{'router':<12} {'agent':<13} {'config':<22} {'last seen':<26} last error")
+    for s in statuses:
+        config = f"v{s.applied_version}/{s.sent_version} {'in sync' if s.in_sync else 'OUT OF SYNC'}"
+        seen = s.last_seen.isoformat(timespec="seconds") if s.last_seen else "never"
+        click.echo(f"{s.router:<12} {'connected' if s.connected else 'disconnected':<13} {config:<22} {seen:<26} "
+                   f"{s.last_error or '-'}")
+
+
+# ---------------------------------------------------------------------------------------------- lab PKI
+
+@cli.group("ca")
+def ca_group() -> None:
+    """A lab certificate authority for the agents' mTLS channel (a production CA works the same way:
+    the controller needs a serverAuth certificate, each agent a clientAuth one named by its router id)."""
+
+
+@ca_group.command("init")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--name", default="CSMM lab CA", show_default=True, help="The CA's common name.")
+@pass_context
+@refusals_to_exit
+def ca_init(obj: Context, directory: Path, name: str) -> None:
+    """Create a CA in DIRECTORY (ca.pem, and ca.key readable by its owner only)."""
+    from controller.southbound.pki import PkiError, create_ca
+
+    _operator_only(obj, "ca init")
+    try:
+        issued = create_ca(directory, common_name=name)
+    except PkiError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created CA {issued.certificate} (key {issued.key})")
+
+
+@ca_group.command("issue")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("name")
+@click.option("--role", type=click.Choice(["controller", "agent"]), required=True,
+              help="controller: the agents' server certificate; agent: a router's client certificate (NAME = router id).")
+@click.option("--address", "addresses", multiple=True, help="Extra IP address the controller is reached at (repeatable).")
+@click.option("--dns", "dns_names", multiple=True, help="Extra DNS name of the controller (repeatable).")
+@pass_context
+@refusals_to_exit
+def ca_issue(obj: Context, directory: Path, name: str, role: str, addresses: tuple[str, ...],
+             dns_names: tuple[str, ...]) -> None:
+    """Issue NAME.pem and NAME.key in DIRECTORY, signed by its CA."""
+    from controller.southbound.pki import PkiError, issue
+
+    _operator_only(obj, "ca issue")
+    try:
+        issued = issue(directory, name, role=role, addresses=addresses, dns_names=dns_names)  # type: ignore[arg-type]
+    except PkiError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"issued {issued.certificate} (key {issued.key})")
+
+
 # ---------------------------------------------------------------------------------------------- events / serve
 
 @cli.command("events")
@@ -554,15 +655,34 @@ def events_cmd(obj: Context, limit: int) -> None:
               help="Address of the controller's HTTP endpoint (health now; REST and portal as they land).")
 @click.option("--apply", "apply_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Apply this provisioning file before serving (idempotent).")
+@click.option("--agents", "agent_addresses", multiple=True, default=["127.0.0.1:50051"], show_default=True,
+              help="Where router agents connect (gRPC): HOST:PORT or unix:/PATH (repeatable).")
+@click.option("--agents-tls", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="mTLS for agents: a `csmm ca` directory holding ca.pem and the controller's certificate.")
+@click.option("--agents-cert", default="controller", show_default=True,
+              help="Name of the controller's certificate in --agents-tls (NAME.pem, NAME.key).")
+@click.option("--agents-insecure-lab", is_flag=True,
+              help="Let agents connect without TLS (a lab whose agent port nobody else can reach).")
+@click.option("--no-agents", is_flag=True, help="Do not start the agents' gRPC server.")
 @pass_context
 @refusals_to_exit
-def serve_cmd(obj: Context, http_address: str, apply_file: Path | None) -> None:
-    """Run the controller process until SIGINT/SIGTERM."""
+def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
+              agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, no_agents: bool) -> None:
+    """Run the controller process until SIGINT/SIGTERM.
+
+    Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
+    one of the two is required unless --no-agents."""
     from controller.server import run_controller
+    from controller.southbound.server import AgentListener
 
     _operator_only(obj, "serve")
     host, _, port = http_address.rpartition(":")
-    run_controller(obj.service, host or "127.0.0.1", int(port), apply_file)
+    agents = None
+    if not no_agents:
+        if (agents_tls is None) == (not agents_insecure_lab):
+            raise click.UsageError("give --agents-tls DIR (mTLS) or --agents-insecure-lab (lab only), or --no-agents")
+        agents = AgentListener(tuple(agent_addresses), agents_tls, agents_cert)
+    run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -1,7 +1,8 @@
 """The controller process (`csmm serve`): one asyncio loop hosting the adapters.
 
-Northbound adapters (SNMP, NETCONF, web) and the southbound gRPC server plug in here as they
-land; today it serves a health endpoint and logs every event the service layer emits.
+Today: the southbound gRPC server for router agents, an HTTP endpoint with `/healthz` and the
+Prometheus `/metrics`, and a log line for every event the service layer emits. Northbound
+adapters (SNMP, NETCONF, web) plug in here as they land.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ import signal
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from controller import __version__
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
+from controller.southbound.metrics import SouthboundCollector
+from controller.southbound.server import AgentListener, Southbound, start_server
 from controller.store import migrate
 
 log = logging.getLogger("csmm.controller")
 
 
-def health_app(service: ServiceLayer) -> web.Application:
+def http_app(service: ServiceLayer, southbound: Southbound | None = None) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         # Liveness and database reachability only: no customer data on an unauthenticated endpoint.
         schema_ok = await asyncio.to_thread(migrate.is_up_to_date, service.database)
@@ -30,8 +35,18 @@ def health_app(service: ServiceLayer) -> web.Application:
                                   "database": service.database.describe(), "offerings": sorted(service.catalog.offerings)},
                                  status=200 if schema_ok else 503)
 
+    registry = CollectorRegistry()
+    if southbound is not None:
+        registry.register(SouthboundCollector(southbound))
+
+    async def metrics(_request: web.Request) -> web.Response:
+        # Per-class counters by router and interface: operational data for the provider's
+        # monitoring, bound to 127.0.0.1 like every controller port.
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -39,21 +54,32 @@ def _log_event(event: Event) -> None:
     log.info("event %s %s by %s %s", event.type, event.subject, event.principal, event.payload)
 
 
-async def serve(service: ServiceLayer, host: str, port: int, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(health_app(service), access_log=None)
+async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListener | None, stop: asyncio.Event) -> None:
+    southbound = None
+    grpc_server = None
+    if agents is not None:
+        southbound = Southbound(service, check_identity=agents.tls_dir is not None)
+        grpc_server = await start_server(southbound, agents)
+        log.info("agents: listening on %s (%s)", ", ".join(agents.addresses),
+                 f"mTLS, CA in {agents.tls_dir}" if agents.tls_dir else "PLAINTEXT, lab only")
+    runner = web.AppRunner(http_app(service, southbound), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()  # raises OSError (address in use, ...) instead of starting half-way
-    log.info("csmm %s serving: http://%s:%d/healthz; database %s; %d offerings", __version__, host, port,
+    log.info("csmm %s serving: http://%s:%d/healthz and /metrics; database %s; %d offerings", __version__, host, port,
              service.database.describe(), len(service.catalog.offerings))
     try:
         await stop.wait()
     finally:
         log.info("stopping")
+        if southbound is not None and grpc_server is not None:
+            await southbound.stop()
+            await grpc_server.stop(grace=1)
         await runner.cleanup()
 
 
-def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path | None) -> None:
+def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path | None,
+                   agents: AgentListener | None = None) -> None:
     service.bus.subscribe("", _log_event)
     if apply_file is not None:
         from controller.provisioning.apply import apply
@@ -67,6 +93,6 @@ def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(service, host, port, stop)
+        await serve(service, host, port, agents, stop)
 
     asyncio.run(main())

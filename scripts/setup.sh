@@ -7,7 +7,7 @@ VENV="$ROOT/.venv"
 
 # What the controller needs to run, and what the test suite needs on top.
 APT_RUN=(python3 python3-venv python3-dev gcc)
-APT_TEST=(postgresql iproute2)
+APT_TEST=(postgresql iproute2 nftables python3-nftables iperf3)
 
 say() { printf 'csmm-setup: %s\n' "$*" >&2; }
 

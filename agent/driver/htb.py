@@ -19,11 +19,13 @@ MAX_QUANTUM = 60_000      # keeps the kernel's "quantum is big" warning away and
 
 def allocate_minors(classes: list[pb.QosClass], previous: Mapping[str, int] | None = None) -> dict[str, int]:
     """Minor id per class name: kept from `previous` where the class still exists, else the
-    lowest free id (from 1; the id 0 is the qdisc's own)."""
+    lowest free id (from 1; the id 0 is the qdisc's own). An id `previous` gave a class that is
+    going away is not reused in the same step: that class is deleted only after the switch
+    (make-before-break), so both exist in the kernel for a moment."""
     previous = previous or {}
     names = [c.name for c in classes]
     minors = {name: previous[name] for name in names if name in previous}
-    used = set(minors.values())
+    used = set(minors.values()) | set(previous.values())
     candidate = 1
     for name in sorted(n for n in names if n not in minors):
         while candidate in used:

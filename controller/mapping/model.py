@@ -18,8 +18,6 @@ Every leaf lists the SLAs whose traffic it carries, so device counters map back 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 
 
@@ -92,6 +90,9 @@ class RouterQos:
         return asdict(self)
 
     def fingerprint(self) -> str:
-        """Identifies the config: equal configs have equal fingerprints (agents report it back)."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """Identifies the config: equal configs have equal fingerprints. It is the agent
+        protocol's fingerprint of the config's wire form (csmm_proto.configs), the one agents
+        report back, so `csmm config show` and the agents' reports can be compared by eye."""
+        from controller.southbound.wire import config_message  # the wire form depends on this module
+
+        return config_message(self, version=0).fingerprint

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from csmm_proto import agent_pb2 as pb
+from csmm_proto.configs import fingerprint
 
 from controller.mapping.model import DscpMatch, InterfaceQos, PrefixMatch, QosClass, Remark, RouterQos, Scheduler
 
 
 def config_message(config: RouterQos, version: int) -> pb.DesiredConfig:
     """The full snapshot an agent receives for `config` at `version`."""
-    return pb.DesiredConfig(router_id=config.router, version=version, fingerprint=config.fingerprint(),
-                            interfaces=[_interface_message(i) for i in config.interfaces])
+    message = pb.DesiredConfig(router_id=config.router, version=version,
+                               interfaces=[_interface_message(i) for i in config.interfaces])
+    message.fingerprint = fingerprint(message)
+    return message
 
 
 def config_from_message(message: pb.DesiredConfig) -> RouterQos:

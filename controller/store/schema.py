@@ -156,5 +156,66 @@ class EventRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+# ------------------------------------------------------------------------------------- southbound
+
+class RouterConfigRow(Base):
+    """The config the controller last computed for each router, with a version that only grows
+    (the agent protocol's version), kept so versions survive a controller restart."""
+
+    __tablename__ = "router_configs"
+    router: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgentRow(Base):
+    """The last word from each router's agent: connected or not, what it has applied, its errors."""
+
+    __tablename__ = "agents"
+    router: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connected: Mapped[bool] = mapped_column(default=False)
+    agent_version: Mapped[str] = mapped_column(String(40), default="")
+    peer: Mapped[str] = mapped_column(String(200), default="")
+    capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    boot_epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    applied_fingerprint: Mapped[str] = mapped_column(String(32), default="")
+    applied_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    connected_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class CounterMarkRow(Base):
+    """The last cumulative counter sample per router, interface and class: the base of the next
+    delta, kept in the database so a controller restart neither loses nor double-counts usage."""
+
+    __tablename__ = "counter_marks"
+    router: Mapped[str] = mapped_column(String(64), primary_key=True)
+    interface: Mapped[str] = mapped_column(String(64), primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    boot_epoch: Mapped[int] = mapped_column(BigInteger)
+    octets: Mapped[int] = mapped_column(BigInteger)
+    packets: Mapped[int] = mapped_column(BigInteger)
+    drops: Mapped[int] = mapped_column(BigInteger)
+    sampled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ClassUsageRow(Base):
+    """Per SLA and service class: octets, packets and drops carried since the SLA began
+    (cumulative; deltas of the customer's own leaf on its access router)."""
+
+    __tablename__ = "class_usage"
+    sla: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_class: Mapped[str] = mapped_column(String(16), primary_key=True)
+    octets: Mapped[int] = mapped_column(BigInteger, default=0)
+    packets: Mapped[int] = mapped_column(BigInteger, default=0)
+    drops: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
-           "SlsRow", "SlsHistoryRow", "EventRow", "UtcDateTime"]
+           "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
+           "UtcDateTime"]

@@ -54,7 +54,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(db: str) -> None:
 
 
 def test_apply_twice_says_the_second_run_changes_nothing(db: str) -> None:
-    assert "schema empty -> 0001" in run(db, "db", "upgrade").stdout
+    assert "schema empty -> 0002" in run(db, "db", "upgrade").stdout
     first = run(db, "apply", str(DEMO_FILE)).stdout
     assert "customers: 5 added" in first and "SLAs: 5 created" in first
     assert run(db, "apply", str(DEMO_FILE)).stdout.strip() == "no changes: the database already matches the file"
@@ -148,10 +148,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_serve_runs_the_controller_until_sigterm(db: str) -> None:
+def test_serve_runs_the_controller_until_sigterm(db: str, tmp_path: Path) -> None:
     run(db, "db", "upgrade")
-    port = _free_port()
-    process = subprocess.Popen([CSMM, "--db", db, "serve", "--http", f"127.0.0.1:{port}", "--apply", str(DEMO_FILE)],
+    pki = tmp_path / "pki"
+    assert "created CA" in run(db, "ca", "init", str(pki)).stdout
+    assert "issued" in run(db, "ca", "issue", str(pki), "controller", "--role", "controller").stdout
+    refused = subprocess.run([CSMM, "--db", db, "serve"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--agents-tls DIR (mTLS) or --agents-insecure-lab" in refused.stderr
+    port, agents_port = _free_port(), _free_port()
+    process = subprocess.Popen([CSMM, "--db", db, "serve", "--http", f"127.0.0.1:{port}", "--apply", str(DEMO_FILE),
+                                "--agents", f"127.0.0.1:{agents_port}", "--agents-tls", str(pki)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -166,11 +172,14 @@ def test_serve_runs_the_controller_until_sigterm(db: str) -> None:
                 time.sleep(0.2)
         assert health["status"] == "ok" and "gsb-business" in health["offerings"]
         assert "slas" not in health and "acme" not in json.dumps(health)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            assert "csmm_agent_connected" in response.read().decode()
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "applied" in output and "stopping" in output
+    assert f"agents: listening on 127.0.0.1:{agents_port} (mTLS" in output
     assert os.path.exists(db.removeprefix("sqlite:///"))
 
 

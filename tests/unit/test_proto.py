@@ -13,6 +13,7 @@ from controller.domain.catalog import load_catalog
 from controller.mapping import render_router_configs
 from controller.southbound.wire import config_from_message, config_message
 from csmm_proto import agent_pb2 as pb
+from csmm_proto import configs
 from tests.unit.test_mapping import TOPOLOGY, _random_network
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -42,3 +43,41 @@ def test_a_session_carries_hello_and_config() -> None:
     assert pb.AgentMessage.FromString(hello.SerializeToString()).WhichOneof("body") == "hello"
     counters = pb.ClassCounters(interface="eth1", class_name="gold/acme-hq", bytes=2**64 - 1)
     assert pb.ClassCounters.FromString(counters.SerializeToString()).bytes == 2**64 - 1  # 64-bit, no wrap at 2^32
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_a_diff_turns_one_config_into_the_other(data: st.DataObject) -> None:
+    """Whatever two networks the SLSs make, the agent applying the controller's diff to its copy
+    holds exactly the new config (equal fingerprint, equal content up to order)."""
+    catalog = load_catalog()
+    before = render_router_configs(TOPOLOGY, _random_network(data), catalog)
+    after = render_router_configs(TOPOLOGY, _random_network(data), catalog)
+    for router in before:
+        old, new = config_message(before[router], 1), config_message(after[router], 2)
+        change = configs.diff(old, new)
+        if change is None:   # only when an interface's frame changed: then a full snapshot goes instead
+            frames = [(i.name, i.role, i.HasField("scheduler"), i.scheduler.capacity_bps) for i in old.interfaces]
+            assert frames != [(i.name, i.role, i.HasField("scheduler"), i.scheduler.capacity_bps) for i in new.interfaces]
+            continue
+        applied = configs.apply_diff(old, change)
+        assert configs.fingerprint(applied) == new.fingerprint == change.fingerprint
+        assert configs.canonical(applied) == configs.canonical(new)
+        assert applied.version == 2
+
+
+def test_a_rate_change_is_a_one_class_diff() -> None:
+    old = pb.DesiredConfig(router_id="r", version=1, interfaces=[pb.InterfaceQos(name="eth1", role="core", scheduler=pb.Scheduler(
+        capacity_bps=10**7, default_leaf="bronze/default",
+        classes=[pb.QosClass(name="gold/a", parent="gold", rate_bps=10**6, ceil_bps=10**6),
+                 pb.QosClass(name="bronze/default", parent="bronze", rate_bps=10**6, ceil_bps=10**7)]))])
+    new = pb.DesiredConfig()
+    new.CopyFrom(old)
+    new.version = 2
+    new.interfaces[0].scheduler.classes[0].rate_bps = 2 * 10**6
+    new.fingerprint = configs.fingerprint(new)
+    change = configs.diff(old, new)
+    assert change is not None and len(change.interfaces) == 1
+    assert [c.name for c in change.interfaces[0].upsert_classes] == ["gold/a"]
+    assert not change.interfaces[0].remove_classes
+    assert configs.fingerprint(old) != new.fingerprint   # the digest sees the rate

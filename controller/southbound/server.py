@@ -1,0 +1,268 @@
+"""The controller's gRPC server for router agents (csmm.agent.v1.AgentService) and the registry
+of their sessions.
+
+One stream per router. On connect the agent says Hello; the controller checks who it is (with
+mTLS the certificate's name must be the router id it claims), sends the session parameters and
+the router's full config. After each change in the database it recomputes the configs and sends
+each connected router whose config changed a small diff (or a snapshot when the agent has not
+acknowledged the previous version). Apply results, counters and heartbeats are recorded in the
+database (controller.southbound.store). Nothing is queued for a disconnected agent: on its next
+Hello it gets the config of that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from csmm_proto import agent_pb2 as pb
+from csmm_proto import agent_pb2_grpc
+from csmm_proto.configs import diff as config_diff
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy import func, select
+
+from controller.domain.principal import DOMAIN_MANAGER
+from controller.service.layer import ServiceLayer
+from controller.southbound.pki import peer_identity, server_credentials
+from controller.southbound.store import Members, SouthboundStore
+from controller.southbound.wire import config_message
+from controller.store.schema import EventRow
+
+log = logging.getLogger("csmm.southbound")
+
+SERVICE_NAME = "csmm.agent.v1.AgentService"
+HELLO_TIMEOUT_S = 10.0
+EVENT_POLL_S = 0.25      # how often the event log is checked for changes made by other processes
+KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+             ("grpc.keepalive_permit_without_calls", 1)]
+
+
+@dataclass
+class ClassSample:
+    bytes: int
+    packets: int
+    drops: int
+    overlimits: int
+
+
+@dataclass
+class AgentSession:
+    router: str
+    peer: str
+    outbox: asyncio.Queue[pb.ControllerMessage | None] = field(default_factory=asyncio.Queue)
+    sent: pb.DesiredConfig | None = None          # the newest config sent (snapshot or diff result)
+    acked_version: int = 0                        # the newest version the agent applied without error
+    members: Members = field(default_factory=dict)
+    counters: dict[tuple[str, str], ClassSample] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.time)
+
+
+class Southbound(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, service: ServiceLayer, *, counter_interval_ms: int = 1000, heartbeat_interval_ms: int = 5000,
+                 check_identity: bool = True) -> None:
+        self.service = service
+        self.store = SouthboundStore(service.database)
+        self.counter_interval_ms = counter_interval_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.check_identity = check_identity
+        self.sessions: dict[str, AgentSession] = {}
+        self._dirty = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------------------- change feed
+
+    def changed(self, *_: object) -> None:
+        """Something in the database changed: recompute soon. Safe from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._dirty.set)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.store.mark_all_disconnected)
+        for prefix in ("sla.", "sls.", "topology."):
+            self.service.bus.subscribe(prefix, self.changed)
+        self._tasks = [asyncio.create_task(self._recompute_loop()), asyncio.create_task(self._watch_event_log())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in list(self.sessions.values()):
+            session.outbox.put_nowait(None)
+
+    async def _watch_event_log(self) -> None:
+        """Changes made by another process (the csmm CLI, another replica) reach us through the
+        event log in the database."""
+        last = await asyncio.to_thread(self._last_event_id)
+        while True:
+            await asyncio.sleep(EVENT_POLL_S)
+            try:
+                newest = await asyncio.to_thread(self._last_event_id)
+            except Exception:  # the database is briefly unavailable: try again next round
+                log.exception("reading the event log")
+                continue
+            if newest != last:
+                last = newest
+                self._dirty.set()
+
+    def _last_event_id(self) -> int:
+        with self.service.database.read() as session:
+            return session.scalar(select(func.max(EventRow.id))) or 0
+
+    async def _recompute_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if not self.sessions:
+                continue
+            try:
+                configs = await asyncio.to_thread(self.service.router_configs, DOMAIN_MANAGER)
+            except Exception:
+                log.exception("recomputing router configs")
+                continue
+            for router, session in list(self.sessions.items()):
+                if router in configs:
+                    await self._offer(session, config_message(configs[router], version=0))
+
+    async def _offer(self, session: AgentSession, config: pb.DesiredConfig) -> None:
+        """Send `config` unless the agent already has it: a diff when the agent acknowledged the
+        version it is against, a snapshot otherwise."""
+        published = await asyncio.to_thread(self.store.publish, config)
+        if session.sent is not None and session.sent.fingerprint == published.fingerprint:
+            return
+        change = None
+        if session.sent is not None and session.acked_version == session.sent.version:
+            change = config_diff(session.sent, published)
+        session.sent = published
+        session.members = {(i.name, c.name): tuple(c.members) for i in published.interfaces for c in i.scheduler.classes}
+        if change is not None:
+            log.info("router %s: diff to version %d (%s)", session.router, published.version, published.fingerprint)
+            session.outbox.put_nowait(pb.ControllerMessage(diff=change))
+        else:
+            log.info("router %s: config version %d (%s)", session.router, published.version, published.fingerprint)
+            session.outbox.put_nowait(pb.ControllerMessage(config=published))
+
+    # ---------------------------------------------------------------------------------- sessions
+
+    async def Session(self, request_iterator: AsyncIterator[pb.AgentMessage],  # noqa: N802 (gRPC's name)
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ControllerMessage]:
+        hello = await self._hello(request_iterator, context)
+        router = hello.router_id
+        session = AgentSession(router, context.peer())
+        previous = self.sessions.pop(router, None)
+        if previous is not None:
+            log.warning("router %s connected again from %s: closing its session from %s", router, session.peer,
+                        previous.peer)
+            previous.outbox.put_nowait(None)
+        self.sessions[router] = session
+        await asyncio.to_thread(self.store.agent_connected, hello, session.peer)
+        log.info("agent %s connected from %s (agent %s, holds version %d %s)", router, session.peer,
+                 hello.agent_version, hello.applied_version, hello.applied_fingerprint or "-")
+        reader = asyncio.create_task(self._read(session, request_iterator))
+        reason = ""
+        try:
+            yield pb.ControllerMessage(parameters=pb.SessionParameters(
+                counter_interval_ms=self.counter_interval_ms, heartbeat_interval_ms=self.heartbeat_interval_ms))
+            configs = await asyncio.to_thread(self.service.router_configs, DOMAIN_MANAGER)
+            await self._offer(session, config_message(configs[router], version=0))
+            while True:
+                getter = asyncio.create_task(session.outbox.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                message = getter.result()
+                if message is None:
+                    reason = "replaced by a newer session" if self.sessions.get(router) is not session else ""
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                reason = repr(reader.exception())
+            if self.sessions.get(router) is session:
+                del self.sessions[router]
+                await asyncio.to_thread(self.store.agent_disconnected, router, reason)
+            log.info("agent %s disconnected%s", router, f": {reason}" if reason else "")
+
+    async def _hello(self, request_iterator: AsyncIterator[pb.AgentMessage],
+                     context: grpc.aio.ServicerContext) -> pb.Hello:
+        try:
+            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_S)
+        except (asyncio.TimeoutError, StopAsyncIteration):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message of a session must be a Hello")
+        if first.WhichOneof("body") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message of a session must be a Hello")
+        hello = first.hello
+        identity = peer_identity(context.auth_context())
+        if self.check_identity and identity != hello.router_id:
+            log.warning("refused agent from %s: certificate %r claims router %r", context.peer(), identity,
+                        hello.router_id)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"this certificate ({identity}) may not speak for router {hello.router_id!r}")
+        topology = await asyncio.to_thread(self.service.topology, DOMAIN_MANAGER)
+        if hello.router_id not in {r.id for r in topology.routers}:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no router {hello.router_id!r} in the topology")
+        return hello
+
+    async def _read(self, session: AgentSession, request_iterator: AsyncIterator[pb.AgentMessage]) -> None:
+        async for message in request_iterator:
+            session.last_seen = time.time()
+            kind = message.WhichOneof("body")
+            if kind == "apply_result":
+                await self._applied(session, message.apply_result)
+            elif kind == "counters":
+                for c in message.counters.classes:
+                    session.counters[(c.interface, c.class_name)] = ClassSample(c.bytes, c.packets, c.drops, c.overlimits)
+                await asyncio.to_thread(self.store.ingest, session.router, message.counters, session.members)
+            elif kind == "heartbeat":
+                await asyncio.to_thread(self.store.agent_seen, session.router)
+                session.outbox.put_nowait(pb.ControllerMessage(heartbeat=pb.Heartbeat(sent_at_ns=time.time_ns())))
+            else:
+                log.warning("router %s sent an unexpected %s", session.router, kind)
+
+    async def _applied(self, session: AgentSession, result: pb.ApplyResult) -> None:
+        sent = session.sent if session.sent is not None and session.sent.version == result.version else None
+        await asyncio.to_thread(self.store.agent_applied, session.router, result, sent)
+        if result.ok:
+            session.acked_version = result.version
+            log.info("router %s applied version %d (%s)", session.router, result.version, result.fingerprint)
+            return
+        errors = "; ".join(f"{e.interface} {e.item}: {e.message}" for e in result.errors)
+        log.error("router %s could not apply version %d: %s", session.router, result.version, errors)
+        if any(e.item in ("base_version", "fingerprint") for e in result.errors) and session.sent is not None:
+            session.outbox.put_nowait(pb.ControllerMessage(config=session.sent))   # out of step: a full snapshot
+
+
+# --------------------------------------------------------------------------------------- server
+
+@dataclass(frozen=True)
+class AgentListener:
+    addresses: tuple[str, ...]          # "127.0.0.1:50051", "unix:/run/csmm/agents.sock"
+    tls_dir: Path | None                # the lab CA directory (csmm ca) with the controller's certificate
+    certificate_name: str = "controller"
+
+
+async def start_server(southbound: Southbound, listener: AgentListener) -> grpc.aio.Server:
+    server = grpc.aio.server(options=KEEPALIVE)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(southbound, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    credentials = server_credentials(listener.tls_dir, listener.certificate_name) if listener.tls_dir else None
+    for address in listener.addresses:
+        port = (server.add_secure_port(address, credentials) if credentials is not None
+                else server.add_insecure_port(address))
+        if port == 0 and not address.startswith("unix:"):
+            raise OSError(f"cannot listen for agents on {address}")
+    await southbound.start()
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server
