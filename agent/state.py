@@ -7,13 +7,13 @@ mid-write leaves the previous file.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from csmm_proto import agent_pb2 as pb
-from google.protobuf import json_format
 
 from agent.desired import Minors
 
@@ -36,15 +36,19 @@ class StateStore:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return None
-        config = json_format.ParseDict(data["config"], pb.DesiredConfig())
+        config = pb.DesiredConfig.FromString(base64.b64decode(data["config"]))
         return Saved(config, {d: dict(m) for d, m in data["minors"].items()}, list(data.get("managed", [])))
 
     def save(self, saved: Saved) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"config": json_format.MessageToDict(saved.config), "minors": saved.minors, "managed": sorted(saved.managed)}
+        # The config in its wire form (base64): at 10,000 customers a JSON rendering of it costs
+        # ~0.3 s per change, the wire form ~1 ms. `csmm config show` is the readable view.
+        data = {"version": saved.config.version, "fingerprint": saved.config.fingerprint,
+                "config": base64.b64encode(saved.config.SerializeToString()).decode(),
+                "minors": saved.minors, "managed": sorted(saved.managed)}
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
+            json.dump(data, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

@@ -1,6 +1,6 @@
 """Agent benchmarks at 10,000 customers on one router interface (issue 3, items 6a and 6b).
 
-Router namespace of our own, with a veth pair: `up` (the uplink, scheduled: root -> gold/silver/
+Router namespace of our own, with a veth pair: `upl` (the uplink, scheduled: root -> gold/silver/
 bronze -> one leaf per customer) and `acc` (the access port, remarking by source prefix). Each
 customer has a /30 in 198.18.0.0/15.
 
@@ -15,7 +15,7 @@ customer has a /30 in 198.18.0.0/15.
     check, plan, kernel operations, state file written);
   - anchor: `tc class change` of the same class in one `tc` process.
 
-Run as root:  .venv/bin/python bench/agent_build.py [--customers 10000] [--runs 3] [--changes 200]
+Run as root:  .venv/bin/python bench/agent_build.py [--customers 10000] [--runs 3] [--changes 200] [--moves 50]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def config(customers: int, version: int = 1) -> pb.DesiredConfig:
                             priority=CLASSES.index(c)) for c in CLASSES]
     classes.append(pb.QosClass(name="bronze/default", parent="bronze", rate_bps=1_000_000, ceil_bps=capacity, priority=2))
     classes += leaves
-    up = pb.InterfaceQos(name="up", role="core", scheduler=pb.Scheduler(
+    up = pb.InterfaceQos(name="upl", role="core", scheduler=pb.Scheduler(
         capacity_bps=capacity, classes=classes, default_leaf="bronze/default",
         by_prefix=[pb.PrefixMatch(prefix=prefix(i), sla=f"c{i}", leaf=leaves[i].name) for i in range(customers)]))
     acc = pb.InterfaceQos(name="acc", role="access", default_dscp=0,
@@ -81,22 +81,22 @@ def sh(*command: str, stdin: str | None = None) -> None:
 
 
 def reset_kernel() -> None:
-    subprocess.run(["tc", "-n", NS, "qdisc", "del", "dev", "up", "root"], capture_output=True)
+    subprocess.run(["tc", "-n", NS, "qdisc", "del", "dev", "upl", "root"], capture_output=True)
     subprocess.run(["ip", "netns", "exec", NS, "nft", "delete", "table", "ip", "csmm"], capture_output=True)
 
 
 def anchor_lines(customers: int, filters: bool) -> str:
-    lines = ["qdisc add dev up root handle 1: htb default 5",
-             "class add dev up parent 1: classid 1:1 htb rate 10gbit ceil 10gbit quantum 60000"]
-    lines += [f"class add dev up parent 1:1 classid 1:{2 + k:x} htb rate 4gbit ceil 10gbit prio {k} quantum 60000"
+    lines = ["qdisc add dev upl root handle 1: htb default 5",
+             "class add dev upl parent 1: classid 1:1 htb rate 10gbit ceil 10gbit quantum 60000"]
+    lines += [f"class add dev upl parent 1:1 classid 1:{2 + k:x} htb rate 4gbit ceil 10gbit prio {k} quantum 60000"
               for k in range(3)]
-    lines.append("class add dev up parent 1:4 classid 1:5 htb rate 1mbit ceil 10gbit prio 2 quantum 12500")
+    lines.append("class add dev upl parent 1:4 classid 1:5 htb rate 1mbit ceil 10gbit prio 2 quantum 12500")
     for i in range(customers):
         minor = 6 + i
-        lines.append(f"class add dev up parent 1:{2 + i % 3:x} classid 1:{minor:x} htb rate 1mbit ceil 1mbit "
+        lines.append(f"class add dev upl parent 1:{2 + i % 3:x} classid 1:{minor:x} htb rate 1mbit ceil 1mbit "
                      f"prio {i % 3} quantum 12500")
         if filters:
-            lines.append(f"filter add dev up parent 1: protocol ip prio 1 u32 match ip src {prefix(i)} flowid 1:{minor:x}")
+            lines.append(f"filter add dev upl parent 1: protocol ip prio 1 u32 match ip src {prefix(i)} flowid 1:{minor:x}")
     return "\n".join(lines) + "\n"
 
 
@@ -134,10 +134,10 @@ def full_build(customers: int, runs: int, state: Path) -> tuple[Reconciler, Kern
 
 
 def rate_changes(reconciler: Reconciler, kernel: Kernel, changes: int, customers: int) -> None:
-    minors = reconciler.minors["up"]
+    minors = reconciler.minors["upl"]
     plan = reconciler._plan  # noqa: SLF001 (the benchmark reads the held plan to pick classes)
     assert plan is not None
-    htb = plan.interfaces["up"].htb
+    htb = plan.interfaces["upl"].htb
     assert htb is not None
     kernel_times, tc_times, agent_times = [], [], []
     for k in range(changes):
@@ -145,8 +145,8 @@ def rate_changes(reconciler: Reconciler, kernel: Kernel, changes: int, customers
         cls = htb.classes[minors[name]]
         changed = type(cls)(cls.minor, cls.parent, cls.rate_bps + 8_000 * (1 + k % 2), cls.ceil_bps + 8_000 * (1 + k % 2),
                             cls.prio, cls.quantum)
-        kernel_times.append(timed(lambda: kernel.run_htb([HtbOp("change", "up", changed)])))
-        tc_times.append(timed(lambda: sh("tc", "-n", NS, "class", "change", "dev", "up", "parent", f"1:{cls.parent:x}",
+        kernel_times.append(timed(lambda: kernel.run_htb([HtbOp("change", "upl", changed)])))
+        tc_times.append(timed(lambda: sh("tc", "-n", NS, "class", "change", "dev", "upl", "parent", f"1:{cls.parent:x}",
                                          "classid", f"1:{cls.minor:x}", "htb", "rate", f"{cls.rate_bps}bit", "ceil",
                                          f"{cls.ceil_bps}bit", "prio", str(cls.prio), "quantum", str(cls.quantum))))
     for k in range(changes // 4):
@@ -154,6 +154,48 @@ def rate_changes(reconciler: Reconciler, kernel: Kernel, changes: int, customers
     print(f"rate change at {customers}: kernel op {_ms(kernel_times)}; anchor tc class change {_ms(tc_times)} "
           f"-> ratio {statistics.median(kernel_times) / statistics.median(tc_times):.2f}; "
           f"whole agent diff path {_ms(agent_times)}")
+
+
+def class_moves(reconciler: Reconciler, kernel: Kernel, moves: int, customers: int) -> None:
+    """A customer's move between classes, as the agent does it: new leaf (netlink), one nftables
+    transaction switching its remark and leaf, old leaf deleted (netlink) — and the whole
+    `apply_diff` path for the same move."""
+    from agent.driver.nft import element_commands
+    from agent.plan import HtbClass
+
+    plan = reconciler._plan  # noqa: SLF001
+    assert plan is not None
+    htb = plan.interfaces["upl"].htb
+    assert htb is not None
+    nft_now = {d: p for d, p in plan.nft().items()}
+    kernel_times, nft_times = [], []
+    free = max(htb.classes) + 1
+    for k in range(moves):
+        i = k % customers
+        pfx = prefix(i)
+        old_minor = nft_now["upl"].prefix_leaf[pfx]
+        old = htb.classes[old_minor]
+        target_parent = 2 + (old.parent - 2 + 1) % 3 if old.parent in (2, 3, 4) else old.parent
+        new = HtbClass(free, target_parent, old.rate_bps, old.ceil_bps, old.prio, old.quantum)
+        after = {d: type(p)(dict(p.remarks), p.default_dscp, dict(p.prefix_leaf), dict(p.dscp_leaf))
+                 for d, p in nft_now.items()}
+        after["upl"].prefix_leaf[pfx] = free
+        after["acc"].remarks[pfx] = (after["acc"].remarks[pfx] + 12) % 64
+        commands = element_commands(nft_now, after)
+        assert commands is not None
+
+        def move() -> None:
+            kernel.run_htb([HtbOp("add", "upl", new)])
+            started = time.perf_counter()
+            kernel.run_nft(commands)
+            nft_times.append(time.perf_counter() - started)
+            kernel.run_htb([HtbOp("delete", "upl", old)])
+        kernel_times.append(timed(move))
+        htb.classes[free] = new
+        del htb.classes[old_minor]
+        nft_now, free = after, old_minor
+    print(f"class move at {customers}: kernel ops {_ms(kernel_times)}, of which the nftables transaction "
+          f"{_ms(nft_times)}")
 
 
 def _agent_rate_change(reconciler: Reconciler, k: int) -> None:
@@ -167,7 +209,7 @@ def _agent_rate_change(reconciler: Reconciler, k: int) -> None:
     leaf.rate_bps = leaf.ceil_bps = 1_000_000 + 8_000 * (k % 5 + 1)
     new.fingerprint = fingerprint(new)
     change = pb.ConfigDiff(router_id="r", base_version=held.version, version=new.version, fingerprint=new.fingerprint)
-    change.interfaces.add(name="up").upsert_classes.append(leaf)
+    change.interfaces.add(name="upl").upsert_classes.append(leaf)
     result = reconciler.apply_diff(change)
     assert result.ok, result
 
@@ -182,18 +224,20 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--moves", type=int, default=50)
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (a network namespace of its own)")
     print(machine_note())
     sh("ip", "netns", "add", NS)
     try:
-        sh("ip", "-n", NS, "link", "add", "up", "type", "veth", "peer", "name", "acc")
-        sh("ip", "-n", NS, "link", "set", "up", "up")
+        sh("ip", "-n", NS, "link", "add", "upl", "type", "veth", "peer", "name", "acc")
+        sh("ip", "-n", NS, "link", "set", "upl", "up")
         sh("ip", "-n", NS, "link", "set", "acc", "up")
         with tempfile.TemporaryDirectory() as state:
             reconciler, kernel = full_build(args.customers, args.runs, Path(state))
             rate_changes(reconciler, kernel, args.changes, args.customers)
+            class_moves(reconciler, kernel, args.moves, args.customers)
             kernel.close()
     finally:
         subprocess.run(["ip", "netns", "del", NS], check=False)

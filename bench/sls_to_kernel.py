@@ -2,9 +2,9 @@
 
 The controller runs in this process (service layer, southbound gRPC server on a unix socket);
 `csmm-agent` for router edge1 of the demo runs in a namespace of its own. Each sample changes
-acme-hq's SLS as the domain manager (alternating silver 5M / silver 6M: a rate change; with
---moves, silver <-> gold: a class move) and polls the kernel by netlink until acme's leaf shows
-the new rate. Anchor: the same change_sls call followed by one `tc class change` of the leaf —
+acme-hq's SLS as the domain manager (alternating silver 6M / silver 5M: a rate change; with
+--moves, gold 3M / silver 6M: a class move) and polls the kernel by netlink until a class with
+the new rate shows (the rates are chosen so that no other class of the router has them). Anchor: the same change_sls call followed by one `tc class change` of the leaf —
 what a controller that programmed the router itself, synchronously, would take at best.
 
 Run as root:  .venv/bin/python bench/sls_to_kernel.py [--changes 100] [--moves]
@@ -72,8 +72,8 @@ def main() -> None:
     threading.Thread(target=loop.run_forever, daemon=True).start()
     southbound = Southbound(service, check_identity=False)
     socket_path = work / "agents.sock"
-    asyncio.run_coroutine_threadsafe(start_server(southbound, AgentListener((f"unix:{socket_path}",), None)),
-                                     loop).result()
+    server = asyncio.run_coroutine_threadsafe(  # keep the reference: a collected server stops serving
+        start_server(southbound, AgentListener((f"unix:{socket_path}",), None)), loop).result()
     subprocess.run(["ip", "netns", "add", NS], check=True)
     agent = None
     try:
@@ -87,7 +87,7 @@ def main() -> None:
         index = rtnl.ifindex("eth1")
         wait_rate(rtnl, index, 5_000_000, 30)
         sla = service.get_sla(DOMAIN_MANAGER, "acme-hq").id
-        steps = [("gold", 2_000_000), ("silver", 5_000_000)] if args.moves else [("silver", 6_000_000), ("silver", 5_000_000)]
+        steps = [("gold", 3_000_000), ("silver", 6_000_000)] if args.moves else [("silver", 6_000_000), ("silver", 5_000_000)]
         ours, anchor = [], []
         for k in range(args.changes):
             cls, rate = steps[k % 2]
@@ -96,9 +96,9 @@ def main() -> None:
             wait_rate(rtnl, index, rate)
             ours.append(time.perf_counter() - started)
         # anchor: the service-layer call plus one synchronous tc call of the same change
-        leaf = max(rtnl.htb_classes(index).values(), key=lambda c: c.parent)   # a leaf of the tree
         for k in range(args.changes // 2):
             cls, rate = steps[k % 2]
+            leaf = next(c for c in rtnl.htb_classes(index).values() if c.parent)   # any class below the root
             started = time.perf_counter()
             service.change_sls(DOMAIN_MANAGER, sla, cls, rate, Channel.CLI)
             subprocess.run(["tc", "-n", NS, "class", "change", "dev", "eth1", "parent", f"1:{leaf.parent:x}", "classid",
@@ -113,12 +113,16 @@ def main() -> None:
               f"max {ours[-1] * 1000:.1f} ms; anchor change_sls + tc class change p50 {a50 * 1000:.1f} ms "
               f"-> ratio {p50 / a50:.2f}")
         rtnl.close()
+    except BaseException:
+        sys.stderr.write((work / "agent.log").read_text()[-3000:])
+        raise
     finally:
         if agent is not None:
             agent.terminate()
             agent.wait(10)
         subprocess.run(["ip", "netns", "del", NS], check=False)
         asyncio.run_coroutine_threadsafe(southbound.stop(), loop).result()
+        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result()
     print(machine_note())
 
 

@@ -118,6 +118,9 @@ class Agent:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Controller, Agent, ServiceLayer]]:
     directory = tmp_path_factory.mktemp("agent-e2e")
     subprocess.run(["ip", "netns", "add", NAMESPACE], check=True)
+    # No IPv6: its neighbour and router solicitations would tick the counters at random moments.
+    for scope in ("all", "default"):
+        run("sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1", netns=NAMESPACE)
     controller = Controller(directory)
     agent = Agent(directory, controller)
     try:

@@ -81,3 +81,28 @@ def test_a_rate_change_is_a_one_class_diff() -> None:
     assert [c.name for c in change.interfaces[0].upsert_classes] == ["gold/a"]
     assert not change.interfaces[0].remove_classes
     assert configs.fingerprint(old) != new.fingerprint   # the digest sees the rate
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_the_fingerprint_ignores_order_and_sees_every_field(data: st.DataObject) -> None:
+    for config in render_router_configs(TOPOLOGY, _random_network(data), load_catalog()).values():
+        message = config_message(config, version=1)
+        shuffled = pb.DesiredConfig()
+        shuffled.CopyFrom(message)
+        for iface in shuffled.interfaces:
+            if not iface.HasField("scheduler"):   # touching .scheduler would create one
+                continue
+            items = list(iface.scheduler.classes)
+            data.draw(st.randoms()).shuffle(items)
+            copies = [pb.QosClass() for _ in items]
+            for copy, item in zip(copies, items):
+                copy.CopyFrom(item)
+            del iface.scheduler.classes[:]
+            iface.scheduler.classes.extend(copies)
+        assert configs.fingerprint(shuffled) == message.fingerprint == configs.fingerprint(configs.canonical(message))
+        for iface in shuffled.interfaces:
+            if iface.HasField("scheduler"):
+                iface.scheduler.classes[-1].ceil_bps += 8
+                assert configs.fingerprint(shuffled) != message.fingerprint
+                break
