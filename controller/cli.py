@@ -663,11 +663,14 @@ def events_cmd(obj: Context, limit: int) -> None:
               help="Name of the controller's certificate in --agents-tls (NAME.pem, NAME.key).")
 @click.option("--agents-insecure-lab", is_flag=True,
               help="Let agents connect without TLS (a lab whose agent port nobody else can reach).")
+@click.option("--counter-interval", type=click.FloatRange(min=0.1, max=3600), default=1.0, show_default=True,
+              metavar="SECONDS", help="How often agents report per-class counters.")
 @click.option("--no-agents", is_flag=True, help="Do not start the agents' gRPC server.")
 @pass_context
 @refusals_to_exit
 def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
-              agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, no_agents: bool) -> None:
+              agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, counter_interval: float,
+              no_agents: bool) -> None:
     """Run the controller process until SIGINT/SIGTERM.
 
     Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
@@ -681,7 +684,7 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
     if not no_agents:
         if (agents_tls is None) == (not agents_insecure_lab):
             raise click.UsageError("give --agents-tls DIR (mTLS) or --agents-insecure-lab (lab only), or --no-agents")
-        agents = AgentListener(tuple(agent_addresses), agents_tls, agents_cert)
+        agents = AgentListener(tuple(agent_addresses), agents_tls, agents_cert, round(counter_interval * 1000))
     run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents)
 
 

@@ -58,7 +58,8 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
     southbound = None
     grpc_server = None
     if agents is not None:
-        southbound = Southbound(service, check_identity=agents.tls_dir is not None)
+        southbound = Southbound(service, counter_interval_ms=agents.counter_interval_ms,
+                                check_identity=agents.tls_dir is not None)
         grpc_server = await start_server(southbound, agents)
         log.info("agents: listening on %s (%s)", ", ".join(agents.addresses),
                  f"mTLS, CA in {agents.tls_dir}" if agents.tls_dir else "PLAINTEXT, lab only")

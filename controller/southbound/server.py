@@ -248,6 +248,7 @@ class AgentListener:
     addresses: tuple[str, ...]          # "127.0.0.1:50051", "unix:/run/csmm/agents.sock"
     tls_dir: Path | None                # the lab CA directory (csmm ca) with the controller's certificate
     certificate_name: str = "controller"
+    counter_interval_ms: int = 1000     # how often agents report counters
 
 
 async def start_server(southbound: Southbound, listener: AgentListener) -> grpc.aio.Server:

@@ -25,6 +25,7 @@ from agent.driver.htb import allocate_minors
 from controller.domain.catalog import load_catalog
 from controller.domain.principal import DOMAIN_MANAGER, Channel
 from controller.service.layer import ServiceLayer
+from controller.southbound.store import SouthboundStore
 from controller.southbound.wire import config_message
 from controller.store.database import Database
 from tests.lab.support import delete_namespace, lab_unready, run
@@ -220,6 +221,10 @@ def test_the_agent_programs_exactly_the_routers_config(lab: tuple[Controller, Ag
 def test_reported_counters_equal_tc(lab: tuple[Controller, Agent, ServiceLayer]) -> None:
     controller, agent, service = lab
     _, minors = expected_tree(service, agent)
+    # a first report sets the marks (traffic before it is never billed); everything after is usage
+    wait_for("a first counters report",
+             lambda: re.search(r'^csmm_class_octets_total\{.*router="edge1"', controller.metrics(), re.M))
+    time.sleep(0.5)   # the report's marks are written to the database right after it is shown
     send_udp(200)
     leaf = f"1:{minors['silver/acme-hq']:x}"
     wait_for("acme's packets in its leaf", lambda: tc_classes()[leaf]["packets"] >= 200)
@@ -237,6 +242,9 @@ def test_reported_counters_equal_tc(lab: tuple[Controller, Agent, ServiceLayer])
         assert reported[(name, "octets")] == kernel[cid]["bytes"], name
         assert reported[(name, "packets")] == kernel[cid]["packets"], name
     assert reported[("silver/acme-hq", "packets")] >= 200
+    # the customer's usage: exactly its own leaf's traffic, by class
+    usage = SouthboundStore(service.database).usage()
+    assert usage[("acme-hq", "silver")][:2] == (kernel[leaf]["bytes"], kernel[leaf]["packets"])
 
 
 def test_drift_is_repaired(lab: tuple[Controller, Agent, ServiceLayer]) -> None:
@@ -291,6 +299,24 @@ def test_controller_down_router_keeps_qos_and_converges(lab: tuple[Controller, A
     controller.start()
     wait_for("the router converged to the change made while the controller was down",
              lambda: kernel_matches(service, agent), 40)
+
+
+def test_an_agent_restarted_without_controller_restores_the_routers_qos(
+        lab: tuple[Controller, Agent, ServiceLayer]) -> None:
+    """As after a router reboot with the controller unreachable: the kernel has lost its QoS, the
+    agent starts, and puts back the last config it applied (its state file)."""
+    controller, agent, service = lab
+    wait_for("in sync", lambda: in_sync(controller), 20)
+    controller.stop()
+    agent.kill9()
+    run("tc", "qdisc", "del", "dev", UPLINK, "root", netns=NAMESPACE)
+    run("nft", "delete", "table", "ip", "csmm", netns=NAMESPACE)
+    assert tc_classes() == {} and nft_table() == ""
+    agent.start()
+    wait_for("the QoS back from the agent's state file", lambda: kernel_matches(service, agent)
+             and "198.19.1.0/24" in nft_table(), 10)
+    controller.start()
+    wait_for("in sync again", lambda: in_sync(controller), 20)
 
 
 def test_an_sls_change_reaches_the_kernel(lab: tuple[Controller, Agent, ServiceLayer]) -> None:

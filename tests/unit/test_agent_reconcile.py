@@ -106,3 +106,12 @@ def test_a_config_naming_unknown_classes_is_refused_before_the_kernel() -> None:
     config.interfaces[0].scheduler.by_prefix[0].leaf = "silver/nobody"
     config.interfaces[0].scheduler.classes[2].parent = "platinum"
     assert {e.item for e in check_config(config)} == {"silver/nobody", "gold/globex"}
+
+
+def test_where_the_kernel_has_fq_codel_every_new_leaf_gets_it() -> None:
+    plan, minors = kernel_plan(_config(), {}, leaf_qdisc="fq_codel")
+    steps = htb_steps("eth1", plan.interfaces["eth1"].htb, None)
+    with_queue = {op.cls.minor for op in steps.before if op.action == "leaf-qdisc" and op.cls}
+    leaves = {minors["eth1"][n] for n in ("gold/globex", "silver/acme", "bronze/default")}
+    assert with_queue == leaves
+    assert "qdisc add dev eth1 parent 1:" in next(op.tc_line() for op in steps.before if op.action == "leaf-qdisc")
