@@ -8,12 +8,13 @@ customer has a /30 in 198.18.0.0/15.
   HTB tree, one nftables transaction for remark and leaf maps) against the anchor `tc -batch` of
   the same HTB tree, and, for scale, the classic tc-only design (the same tree plus one u32
   filter per customer) also by `tc -batch`. Alternated, median of --runs.
-* Single rate change and single class move at 10,000 customers, median of --changes:
+* Single rate change and single class move at 10,000 customers, median of --changes (--moves):
   - kernel: the agent's kernel operations only (netlink class change; for a move: add the new
     leaf, one nftables transaction switching remark and leaf, delete the old leaf);
   - agent: the whole `Reconciler.apply_diff` (diff applied to the held config, fingerprint
     check, plan, kernel operations, state file written);
-  - anchor: `tc class change` of the same class in one `tc` process.
+  - anchor: `tc class change` of the same class in one `tc` process; for a move, `tc class add`,
+    `nft -j -f` of the same transaction and `tc class del`, alternating with the agent's moves.
 
 Run as root:  .venv/bin/python bench/agent_build.py [--customers 10000] [--runs 3] [--changes 200] [--moves 50]
 """
@@ -158,8 +159,11 @@ def rate_changes(reconciler: Reconciler, kernel: Kernel, changes: int, customers
 
 def class_moves(reconciler: Reconciler, kernel: Kernel, moves: int, customers: int) -> None:
     """A customer's move between classes, as the agent does it: new leaf (netlink), one nftables
-    transaction switching its remark and leaf, old leaf deleted (netlink) — and the whole
-    `apply_diff` path for the same move."""
+    transaction switching its remark and leaf, old leaf deleted (netlink). Every other move is the
+    anchor: the same three steps by the command-line tools (`tc class add`, `nft -j -f` of the
+    same transaction, `tc class del`), as an operator's script would do them."""
+    import json
+
     from agent.driver.nft import element_commands
     from agent.plan import HtbClass
 
@@ -168,7 +172,7 @@ def class_moves(reconciler: Reconciler, kernel: Kernel, moves: int, customers: i
     htb = plan.interfaces["upl"].htb
     assert htb is not None
     nft_now = {d: p for d, p in plan.nft().items()}
-    kernel_times, nft_times = [], []
+    kernel_times, nft_times, add_times, delete_times, tool_times = [], [], [], [], []
     free = max(htb.classes) + 1
     for k in range(moves):
         i = k % customers
@@ -185,17 +189,27 @@ def class_moves(reconciler: Reconciler, kernel: Kernel, moves: int, customers: i
         assert commands is not None
 
         def move() -> None:
-            kernel.run_htb([HtbOp("add", "upl", new)])
-            started = time.perf_counter()
-            kernel.run_nft(commands)
-            nft_times.append(time.perf_counter() - started)
-            kernel.run_htb([HtbOp("delete", "upl", old)])
-        kernel_times.append(timed(move))
+            add_times.append(timed(lambda: kernel.run_htb([HtbOp("add", "upl", new)])))
+            nft_times.append(timed(lambda: kernel.run_nft(commands)))
+            delete_times.append(timed(lambda: kernel.run_htb([HtbOp("delete", "upl", old)])))
+
+        def by_tools() -> None:
+            sh("tc", "-n", NS, "class", "add", "dev", "upl", "parent", f"1:{new.parent:x}",
+               "classid", f"1:{new.minor:x}", "htb", "rate", f"{new.rate_bps}bit", "ceil", f"{new.ceil_bps}bit",
+               "prio", str(new.prio))
+            sh("ip", "netns", "exec", NS, "nft", "-j", "-f", "-", stdin=json.dumps({"nftables": commands}))
+            sh("tc", "-n", NS, "class", "del", "dev", "upl", "classid", f"1:{old.minor:x}")
+        if k % 2:
+            tool_times.append(timed(by_tools))
+        else:
+            kernel_times.append(timed(move))
         htb.classes[free] = new
         del htb.classes[old_minor]
         nft_now, free = after, old_minor
-    print(f"class move at {customers}: kernel ops {_ms(kernel_times)}, of which the nftables transaction "
-          f"{_ms(nft_times)}")
+    ratio = statistics.median(kernel_times) / statistics.median(tool_times)
+    print(f"class move at {customers}: kernel ops {_ms(kernel_times)}: new leaf {_ms(add_times)}, nftables "
+          f"transaction {_ms(nft_times)}, old leaf deleted {_ms(delete_times)}; anchor tc + nft + tc "
+          f"{_ms(tool_times)} -> ratio {ratio:.2f}")
 
 
 def _agent_rate_change(reconciler: Reconciler, k: int) -> None:

@@ -109,25 +109,23 @@ def test_an_applied_plan_lists_exactly_its_maps_elements_and_rules(router: str, 
     nft = Nft(router)
     assert nft.backend == backend
     nft.run(full_commands(PLANS))
-    assert _listed_elements(router) == {
-        "remark_edge0": [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, {"goto": {"target": "dscp_34"}}],
-                         [{"prefix": {"addr": "198.19.2.0", "len": 24}}, {"goto": {"target": "dscp_46"}}],
-                         ["198.19.3.7", {"goto": {"target": "dscp_46"}}]],
-        "leaf_dscp_edge0": [], "leaf_prefix_edge0": [], "remark_eth0_2e100": [],
+    assert _listed_elements(router) == {   # plain hash maps of network addresses, one per length
+        "remark32_edge0": [["198.19.3.7", {"goto": {"target": "dscp_46"}}]],
+        "remark24_edge0": [["198.19.1.0", {"goto": {"target": "dscp_34"}}],
+                           ["198.19.2.0", {"goto": {"target": "dscp_46"}}]],
+        "leaf_dscp_edge0": [],
         "leaf_dscp_eth0_2e100": [["af41", "1:2"], ["ef", "1:3"]],
-        "leaf_prefix_eth0_2e100": [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, "1:a"],
-                                   [{"prefix": {"addr": "198.19.2.0", "len": 24}}, "1:b"]],
+        "leaf_prefix24_eth0_2e100": [["198.19.1.0", "1:a"], ["198.19.2.0", "1:b"]],
     }
     assert _rules(router, "ingress") == [
-        'iifname "edge0" ip saddr vmap @remark_edge0',
+        'iifname "edge0" ip saddr vmap @remark32_edge0',
+        'iifname "edge0" ip saddr & 255.255.255.0 vmap @remark24_edge0',
         'iifname "edge0" ip dscp set cs0',
-        'iifname "eth0.100" ip saddr vmap @remark_eth0_2e100',
     ]
     assert _rules(router, "egress") == [   # nft 1.0.6 prints `ip dscp` as a map key in raw form
         'oifname "edge0" meta priority set (@nh,8,8 & 0xfc) >> 2 map @leaf_dscp_edge0',
-        'oifname "edge0" meta priority set ip saddr map @leaf_prefix_edge0',
         'oifname "eth0.100" meta priority set (@nh,8,8 & 0xfc) >> 2 map @leaf_dscp_eth0_2e100',
-        'oifname "eth0.100" meta priority set ip saddr map @leaf_prefix_eth0_2e100',
+        'oifname "eth0.100" meta priority set ip saddr & 255.255.255.0 map @leaf_prefix24_eth0_2e100',
     ]
     assert _rules(router, "dscp_34") == ["ip dscp set af41"]
     chains = _nft(router, "list", "chains", "ip")
@@ -152,7 +150,7 @@ def test_a_rule_deleted_by_hand_is_noticed_and_a_full_replace_restores_it(router
     nft.run(full_commands(PLANS))
     built = _without_handles(router)
     egress = json.loads(_nft(router, "-j", "-a", "list", "chain", "ip", "csmm", "egress"))["nftables"]
-    handle = [o["rule"]["handle"] for o in egress if "rule" in o][1]   # edge0's prefix -> leaf rule
+    handle = [o["rule"]["handle"] for o in egress if "rule" in o][2]   # eth0.100's prefix -> leaf rule
     _nft(router, "delete", "rule", "ip", "csmm", "egress", "handle", str(handle))
     state = nft.read()
     assert state.intact is False and state.plans == PLANS
@@ -164,8 +162,8 @@ def test_a_rule_deleted_by_hand_is_noticed_and_a_full_replace_restores_it(router
 def test_element_changes_apply_in_one_transaction_and_read_back(router: str, backend: str) -> None:
     nft = Nft(router)
     nft.run(full_commands(PLANS))
-    new = {"edge0": NftPlan(remarks={"198.19.1.0/24": 46, "198.19.3.7/32": 10, "198.19.9.0/28": 34}, default_dscp=0),
-           "eth0.100": NftPlan(prefix_leaf={"198.19.1.0/24": 12, "198.19.9.0/28": 11}, dscp_leaf={46: 3, 0: 1})}
+    new = {"edge0": NftPlan(remarks={"198.19.1.0/24": 46, "198.19.3.7/32": 10, "198.19.9.0/24": 34}, default_dscp=0),
+           "eth0.100": NftPlan(prefix_leaf={"198.19.1.0/24": 12, "198.19.9.0/24": 11}, dscp_leaf={46: 3, 0: 1})}
     commands = element_commands(PLANS, new)
     assert commands is not None
     nft.run(commands)
@@ -179,8 +177,8 @@ def test_a_refused_transaction_changes_nothing_and_says_why(router: str) -> None
                                                                default_dscp=0)})
     assert add is not None
     # the kernel, not nft, refuses this one (a key re-added with another value): the batch aborts
-    clash = {"add": {"element": {"family": "ip", "table": "csmm", "name": "remark_edge0",
-                                 "elem": [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, {"goto": {"target": "dscp_0"}}]]}}}
+    clash = {"add": {"element": {"family": "ip", "table": "csmm", "name": "remark24_edge0",
+                                 "elem": [["198.19.1.0", {"goto": {"target": "dscp_0"}}]]}}}
     with pytest.raises(NftError, match="File exists"):
         nft.run([*add, clash])
     assert nft.read() == NftState(PLANS, True)

@@ -48,6 +48,7 @@ from agent.driver.netlink import (
     NetlinkError,
     Psched,
     Rtnl,
+    StatsLayout,
     attributes,
     burst_ticks,
     decode_class_stats,
@@ -253,6 +254,50 @@ def test_captured_dump_decodes_to_the_counters_tc_printed() -> None:
         if kind == RTM_NEWTCLASS:
             found[TCMSG.unpack_from(chunk, start)[2] & 0xFFFF] = decode_class_stats(chunk, start + TCMSG.size, end)
     assert found == CAPTURED_STATS
+
+
+def _bodies() -> list[tuple[bytes, int, int]]:
+    """(buffer, body start after the tcmsg, end) of each captured class message."""
+    return [(chunk, start + TCMSG.size, end)
+            for chunk, kind, start, end in _captured_messages() if kind == RTM_NEWTCLASS]
+
+
+def test_a_layout_learned_from_one_message_reads_every_message_of_its_length_as_the_walk_does() -> None:
+    bodies = _bodies()
+    for chunk, start, end in bodies:
+        layout = StatsLayout.learn(chunk, start, end)
+        assert layout is not None
+        for other, o_start, o_end in bodies:
+            if o_end - o_start == end - start:
+                assert layout.read(other, o_start) == decode_class_stats(other, o_start, o_end)
+
+
+def test_a_message_laid_out_differently_is_not_read_by_the_layout_and_falls_back_to_the_walk() -> None:
+    chunk, start, end = _bodies()[1]
+    layout = StatsLayout.learn(chunk, start, end)
+    assert layout is not None
+    # the same attributes with a 4-byte attribute of another kind in front: every offset shifts
+    shifted = bytearray(chunk[:start]) + struct.pack("=HH", 4, 99) + bytearray(chunk[start:end])
+    assert layout.read(shifted, start) is None
+    assert decode_class_stats(shifted, start, end + 4) == decode_class_stats(chunk, start, end)
+
+
+def test_with_pkt64_the_layout_reports_the_64_bit_packet_count() -> None:
+    chunk, start, end = _bodies()[1]
+    found = attributes(chunk, start, end)
+    stats2_at = found[TCA_STATS2][0] - 4
+    # append TCA_STATS_PKT64 = 2^32 + 5 inside TCA_STATS2 (the kernel adds it once past 2^32)
+    pkt64 = struct.pack("=HHQ", 12, 8, 2**32 + 5)
+    body = bytearray(chunk[start:end])
+    length = struct.unpack_from("=H", body, stats2_at - start)[0]
+    insert = stats2_at - start + ((length + 3) & ~3)
+    body[insert:insert] = pkt64
+    struct.pack_into("=H", body, stats2_at - start, length + 12)
+    layout = StatsLayout.learn(bytes(body), 0, len(body))
+    assert layout is not None and layout.pkt64
+    stats = layout.read(bytes(body), 0)
+    assert stats is not None and stats.packets == 2**32 + 5
+    assert stats == decode_class_stats(bytes(body), 0, len(body))
 
 
 def test_captured_dump_decodes_to_the_classes_that_were_built() -> None:

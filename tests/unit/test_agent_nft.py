@@ -34,58 +34,58 @@ PLANS = {"edge0": EDGE, "eth0.100": CORE}
 # chains and their rules, alike but for the number, are spliced in as the kernel listed them.
 _LISTED = [json.loads(line) for line in """\
 {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}
-{"table": {"family": "ip", "name": "csmm", "handle": 52}}
-{"map": {"family": "ip", "name": "remark_edge0", "table": "csmm", "type": "ipv4_addr", "handle": 129, "map": "verdict", \
-"flags": ["interval"], "elem": [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, {"goto": {"target": "dscp_34"}}], \
-[{"prefix": {"addr": "198.19.2.0", "len": 24}}, {"goto": {"target": "dscp_46"}}], ["198.19.3.7", {"goto": {"target": "dscp_46"}}]]}}
-{"map": {"family": "ip", "name": "leaf_dscp_edge0", "table": "csmm", "type": "dscp", "handle": 130, "map": "classid"}}
-{"map": {"family": "ip", "name": "leaf_prefix_edge0", "table": "csmm", "type": "ipv4_addr", "handle": 131, "map": "classid", \
-"flags": ["interval"]}}
-{"map": {"family": "ip", "name": "remark_eth0_2e100", "table": "csmm", "type": "ipv4_addr", "handle": 132, "map": "verdict", \
-"flags": ["interval"]}}
-{"map": {"family": "ip", "name": "leaf_dscp_eth0_2e100", "table": "csmm", "type": "dscp", "handle": 133, "map": "classid", \
-"elem": [[34, "1:2"], [46, "1:3"]]}}
-{"map": {"family": "ip", "name": "leaf_prefix_eth0_2e100", "table": "csmm", "type": "ipv4_addr", "handle": 134, "map": "classid", \
-"flags": ["interval"], "elem": [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, "1:a"], \
-[{"prefix": {"addr": "198.19.2.0", "len": 24}}, "1:b"]]}}
-{"chain": {"family": "ip", "table": "csmm", "name": "ingress", "handle": 135, "type": "filter", "hook": "prerouting", \
-"prio": -150, "policy": "accept"}}
-{"chain": {"family": "ip", "table": "csmm", "name": "egress", "handle": 136, "type": "filter", "hook": "postrouting", \
-"prio": -150, "policy": "accept"}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "ingress", "handle": 137, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "iifname"}}, "right": "edge0"}}, {"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, \
-"data": "@remark_edge0"}}]}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "ingress", "handle": 138, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "iifname"}}, "right": "edge0"}}, {"mangle": {"key": {"payload": {"protocol": "ip", "field": "dscp"}}, \
-"value": 0}}]}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "ingress", "handle": 139, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "iifname"}}, "right": "eth0.100"}}, {"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, \
-"data": "@remark_eth0_2e100"}}]}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 140, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "oifname"}}, "right": "edge0"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, "value": {"map": \
-{"key": {">>": [{"&": [{"payload": {"base": "nh", "offset": 8, "len": 8}}, 252]}, 2]}, "data": "@leaf_dscp_edge0"}}}}]}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 141, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "oifname"}}, "right": "edge0"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, "value": {"map": \
-{"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@leaf_prefix_edge0"}}}}]}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 142, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "oifname"}}, "right": "eth0.100"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, "value": {"map": \
-{"key": {">>": [{"&": [{"payload": {"base": "nh", "offset": 8, "len": 8}}, 252]}, 2]}, "data": "@leaf_dscp_eth0_2e100"}}}}]}}
-{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 143, "expr": [{"match": {"op": "==", "left": \
-{"meta": {"key": "oifname"}}, "right": "eth0.100"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, "value": {"map": \
-{"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@leaf_prefix_eth0_2e100"}}}}]}}
+{"table": {"family": "ip", "name": "csmm", "handle": 2}}
+{"map": {"family": "ip", "name": "remark32_edge0", "table": "csmm", "type": "ipv4_addr", "handle": 129, \
+"map": "verdict", "elem": [["198.19.3.7", {"goto": {"target": "dscp_46"}}]]}}
+{"map": {"family": "ip", "name": "remark24_edge0", "table": "csmm", "type": "ipv4_addr", "handle": 130, \
+"map": "verdict", "elem": [["198.19.1.0", {"goto": {"target": "dscp_34"}}], ["198.19.2.0", \
+{"goto": {"target": "dscp_46"}}]]}}
+{"map": {"family": "ip", "name": "leaf_dscp_edge0", "table": "csmm", "type": "dscp", "handle": 131, \
+"map": "classid"}}
+{"map": {"family": "ip", "name": "leaf_dscp_eth0_2e100", "table": "csmm", "type": "dscp", "handle": 132, \
+"map": "classid", "elem": [[34, "1:2"], [46, "1:3"]]}}
+{"map": {"family": "ip", "name": "leaf_prefix24_eth0_2e100", "table": "csmm", "type": "ipv4_addr", "handle": 133, \
+"map": "classid", "elem": [["198.19.1.0", "1:a"], ["198.19.2.0", "1:b"]]}}
+{"chain": {"family": "ip", "table": "csmm", "name": "ingress", "handle": 134, "type": "filter", \
+"hook": "prerouting", "prio": -150, "policy": "accept"}}
+{"chain": {"family": "ip", "table": "csmm", "name": "egress", "handle": 135, "type": "filter", \
+"hook": "postrouting", "prio": -150, "policy": "accept"}}
+{"rule": {"family": "ip", "table": "csmm", "chain": "ingress", "handle": 136, "expr": [{"match": {"op": "==", \
+"left": {"meta": {"key": "iifname"}}, "right": "edge0"}}, {"vmap": {"key": {"payload": {"protocol": "ip", \
+"field": "saddr"}}, "data": "@remark32_edge0"}}]}}
+{"rule": {"family": "ip", "table": "csmm", "chain": "ingress", "handle": 137, "expr": [{"match": {"op": "==", \
+"left": {"meta": {"key": "iifname"}}, "right": "edge0"}}, {"vmap": {"key": {"&": [{"payload": {"protocol": "ip", \
+"field": "saddr"}}, "255.255.255.0"]}, "data": "@remark24_edge0"}}]}}
+{"rule": {"family": "ip", "table": "csmm", "chain": "ingress", "handle": 138, "expr": [{"match": {"op": "==", \
+"left": {"meta": {"key": "iifname"}}, "right": "edge0"}}, {"mangle": {"key": {"payload": {"protocol": "ip", \
+"field": "dscp"}}, "value": 0}}]}}
+{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 139, "expr": [{"match": {"op": "==", \
+"left": {"meta": {"key": "oifname"}}, "right": "edge0"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, \
+"value": {"map": {"key": {">>": [{"&": [{"payload": {"base": "nh", "offset": 8, "len": 8}}, 252]}, 2]}, \
+"data": "@leaf_dscp_edge0"}}}}]}}
+{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 140, "expr": [{"match": {"op": "==", \
+"left": {"meta": {"key": "oifname"}}, "right": "eth0.100"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, \
+"value": {"map": {"key": {">>": [{"&": [{"payload": {"base": "nh", "offset": 8, "len": 8}}, 252]}, 2]}, \
+"data": "@leaf_dscp_eth0_2e100"}}}}]}}
+{"rule": {"family": "ip", "table": "csmm", "chain": "egress", "handle": 141, "expr": [{"match": {"op": "==", \
+"left": {"meta": {"key": "oifname"}}, "right": "eth0.100"}}, {"mangle": {"key": {"meta": {"key": "priority"}}, \
+"value": {"map": {"key": {"&": [{"payload": {"protocol": "ip", "field": "saddr"}}, "255.255.255.0"]}, \
+"data": "@leaf_prefix24_eth0_2e100"}}}}]}}
 """.splitlines()]
 KERNEL_LISTING = [
-    *_LISTED[:8],
+    *_LISTED[:7],
     *({"chain": {"family": "ip", "table": "csmm", "name": f"dscp_{n}", "handle": 2 * n + 1}} for n in range(64)),
-    *_LISTED[8:10],
+    *_LISTED[7:9],
     *({"rule": {"family": "ip", "table": "csmm", "chain": f"dscp_{n}", "handle": 2 * n + 2,
                 "expr": [{"mangle": {"key": {"payload": {"protocol": "ip", "field": "dscp"}}, "value": n}}]}}
       for n in range(64)),
-    *_LISTED[10:],
+    *_LISTED[9:],
 ]
 
 _DSCP_KEY = {"payload": {"protocol": "ip", "field": "dscp"}}
 _DSCP_AS_LISTED = {">>": [{"&": [{"payload": {"base": "nh", "offset": 8, "len": 8}}, 252]}, 2]}
+_SADDR = {"payload": {"protocol": "ip", "field": "saddr"}}
+_SADDR_24 = {"&": [_SADDR, "255.255.255.0"]}
 
 
 class FakeNftError(Exception):
@@ -264,24 +264,23 @@ def test_a_small_plan_renders_to_one_replacing_transaction_with_maps_chains_and_
     assert hooks["egress"] == ("filter", "postrouting", -150, "accept")
     assert hooks["dscp_46"] == (None, None, None, None)       # reached only by goto from the vmap
     maps = {a["map"]["name"]: (a["map"]["type"], a["map"]["map"], a["map"].get("flags")) for a in added if "map" in a}
-    assert maps == {"remark_edge0": ("ipv4_addr", "verdict", ["interval"]),
-                    "leaf_dscp_edge0": ("dscp", "classid", None),
-                    "leaf_prefix_edge0": ("ipv4_addr", "classid", ["interval"])}
+    # plain hash maps, one per prefix length in use (longest first), and no prefix leaves here
+    assert maps == {"remark32_edge0": ("ipv4_addr", "verdict", None),
+                    "remark24_edge0": ("ipv4_addr", "verdict", None),
+                    "leaf_dscp_edge0": ("dscp", "classid", None)}
     elements = {a["element"]["name"]: a["element"]["elem"] for a in added if "element" in a}
-    assert elements == {"remark_edge0": [
-        [{"prefix": {"addr": "198.19.1.0", "len": 24}}, {"goto": {"target": "dscp_34"}}],
-        [{"prefix": {"addr": "198.19.2.0", "len": 24}}, {"goto": {"target": "dscp_46"}}],
-        ["198.19.3.7", {"goto": {"target": "dscp_46"}}]]}
+    assert elements == {"remark32_edge0": [["198.19.3.7", {"goto": {"target": "dscp_46"}}]],
+                        "remark24_edge0": [["198.19.1.0", {"goto": {"target": "dscp_34"}}],
+                                           ["198.19.2.0", {"goto": {"target": "dscp_46"}}]]}
     rules = [(a["rule"]["chain"], a["rule"]["expr"]) for a in added if "rule" in a]
     iif = {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "edge0"}}
     oif = {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "edge0"}}
     priority = {"meta": {"key": "priority"}}
     assert [r for r in rules if r[0] in ("ingress", "egress")] == [
-        ("ingress", [iif, {"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@remark_edge0"}}]),
+        ("ingress", [iif, {"vmap": {"key": _SADDR, "data": "@remark32_edge0"}}]),     # a /32 unmasked
+        ("ingress", [iif, {"vmap": {"key": _SADDR_24, "data": "@remark24_edge0"}}]),
         ("ingress", [iif, {"mangle": {"key": _DSCP_KEY, "value": 0}}]),
         ("egress", [oif, {"mangle": {"key": priority, "value": {"map": {"key": _DSCP_KEY, "data": "@leaf_dscp_edge0"}}}}]),
-        ("egress", [oif, {"mangle": {"key": priority, "value": {"map": {
-            "key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@leaf_prefix_edge0"}}}}]),
     ]
     assert ("dscp_34", [{"mangle": {"key": _DSCP_KEY, "value": 34}}]) in rules
     # chains and maps before the elements that name them (goto dscp_N), elements before hooked rules
@@ -294,14 +293,15 @@ def test_leaf_classids_are_the_htb_major_and_the_minor_in_hex() -> None:
     commands = full_commands({"eth0.100": CORE})
     elements = {c["add"]["element"]["name"]: c["add"]["element"]["elem"] for c in commands if "element" in c.get("add", {})}
     assert elements["leaf_dscp_eth0_2e100"] == [[34, "1:2"], [46, "1:3"]]
-    assert elements["leaf_prefix_eth0_2e100"] == [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, "1:a"],
-                                                  [{"prefix": {"addr": "198.19.2.0", "len": 24}}, "1:b"]]
+    assert elements["leaf_prefix24_eth0_2e100"] == [["198.19.1.0", "1:a"], ["198.19.2.0", "1:b"]]
+    rules = [c["add"]["rule"] for c in commands if "rule" in c.get("add", {})]
+    assert rules[-1]["expr"][1] == {"mangle": {"key": {"meta": {"key": "priority"}}, "value": {"map": {
+        "key": _SADDR_24, "data": "@leaf_prefix24_eth0_2e100"}}}}
 
 
-def test_a_device_without_a_default_dscp_gets_no_default_rule() -> None:
+def test_a_device_without_a_default_dscp_or_remarks_gets_no_ingress_rule() -> None:
     rules = [c["add"]["rule"] for c in full_commands({"eth0.100": CORE}) if "rule" in c.get("add", {})]
-    assert [r["expr"][1] for r in rules if r["chain"] == "ingress"] == [
-        {"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": "@remark_eth0_2e100"}}]
+    assert [r for r in rules if r["chain"] == "ingress"] == []
 
 
 def test_no_plans_only_remove_our_table_whether_or_not_it_is_there() -> None:
@@ -341,6 +341,11 @@ def test_prefixes_that_are_not_ipv4_networks_are_refused(prefix: str) -> None:
         full_commands({"edge0": NftPlan(remarks={prefix: 46}, default_dscp=0)})
 
 
+def test_a_prefix_matching_every_source_is_refused_pointing_at_the_default() -> None:
+    with pytest.raises(NftError, match="0.0.0.0/0.*default DSCP"):
+        full_commands({"edge0": NftPlan(remarks={"0.0.0.0/0": 46})})
+
+
 def test_dscp_and_minor_out_of_range_are_refused() -> None:
     with pytest.raises(NftError, match="DSCP 64"):
         full_commands({"edge0": NftPlan(default_dscp=64)})
@@ -364,11 +369,11 @@ def test_added_removed_and_changed_elements_are_deletes_then_adds_in_one_list() 
     commands = element_commands(PLANS, new)
     assert commands == [
         {"delete": {"element": {"family": "ip", "table": "csmm", "name": "leaf_dscp_eth0_2e100", "elem": [34]}}},
-        {"delete": {"element": {"family": "ip", "table": "csmm", "name": "leaf_prefix_eth0_2e100", "elem": [
-            {"prefix": {"addr": "198.19.1.0", "len": 24}}, {"prefix": {"addr": "198.19.2.0", "len": 24}}]}}},
+        {"delete": {"element": {"family": "ip", "table": "csmm", "name": "leaf_prefix24_eth0_2e100",
+                                "elem": ["198.19.1.0", "198.19.2.0"]}}},
         {"add": {"element": {"family": "ip", "table": "csmm", "name": "leaf_dscp_eth0_2e100", "elem": [[0, "1:1"]]}}},
-        {"add": {"element": {"family": "ip", "table": "csmm", "name": "leaf_prefix_eth0_2e100", "elem": [
-            [{"prefix": {"addr": "198.19.1.0", "len": 24}}, "1:c"], [{"prefix": {"addr": "198.19.9.0", "len": 24}}, "1:b"]]}}},
+        {"add": {"element": {"family": "ip", "table": "csmm", "name": "leaf_prefix24_eth0_2e100",
+                             "elem": [["198.19.1.0", "1:c"], ["198.19.9.0", "1:b"]]}}},
     ]
     fake = _applied(PLANS)
     fake.run(commands)
@@ -383,7 +388,8 @@ def test_a_class_move_switches_remark_and_leaf_in_the_same_transaction() -> None
     commands = element_commands(old, new)
     assert commands is not None
     assert {(op, c[op]["element"]["name"]) for c in commands for op in c} == {
-        ("delete", "remark_edge0"), ("delete", "leaf_prefix_edge0"), ("add", "remark_edge0"), ("add", "leaf_prefix_edge0")}
+        ("delete", "remark24_edge0"), ("delete", "leaf_prefix24_edge0"),
+        ("add", "remark24_edge0"), ("add", "leaf_prefix24_edge0")}
     fake = _applied(old)
     with pytest.raises(FakeNftError, match="File exists"):   # why a change is never a bare add
         fake.run([c for c in commands if "add" in c])
@@ -396,6 +402,11 @@ def test_a_class_move_switches_remark_and_leaf_in_the_same_transaction() -> None
     pytest.param({"eth0.100": NftPlan()}, id="device removed (empty plan)"),
     pytest.param({"edge0": NftPlan(remarks=EDGE.remarks, default_dscp=34)}, id="default changed"),
     pytest.param({"edge0": NftPlan(remarks=EDGE.remarks)}, id="default removed"),
+    pytest.param({"edge0": NftPlan(remarks={**EDGE.remarks, "198.19.8.0/29": 46}, default_dscp=0)},
+                 id="new prefix length"),
+    pytest.param({"edge0": NftPlan(remarks={"198.19.1.0/24": 34, "198.19.2.0/24": 46}, default_dscp=0)},
+                 id="last prefix of a length gone"),
+    pytest.param({"edge0": NftPlan(default_dscp=0)}, id="all remarks gone, the default stays"),
 ])
 def test_a_structure_change_needs_a_full_replace(change: dict[str, NftPlan]) -> None:
     new = {d: p for d, p in _changed(PLANS, **change).items() if not p.is_empty()}
@@ -408,7 +419,8 @@ def test_a_structure_change_needs_a_full_replace(change: dict[str, NftPlan]) -> 
 @pytest.mark.parametrize("remarks", [
     pytest.param({**EDGE.remarks, "198.19.1.0/24": 10}, id="first customer of a DSCP"),
     pytest.param({**EDGE.remarks, "198.19.1.0/24": 46}, id="last customer of a DSCP"),
-    pytest.param({}, id="all remarks gone, the default stays"),
+    pytest.param({**EDGE.remarks, "198.19.4.0/24": 46}, id="a customer added, length in use"),
+    pytest.param({"198.19.1.0/24": 34, "198.19.3.7/32": 46}, id="a customer removed, length still in use"),
 ])
 def test_a_class_gaining_or_losing_its_last_customer_is_only_elements(remarks: dict[str, int]) -> None:
     new = _changed(PLANS, edge0=NftPlan(remarks=remarks, default_dscp=0))
@@ -422,10 +434,9 @@ def test_a_class_gaining_or_losing_its_last_customer_is_only_elements(remarks: d
 def test_a_prefix_moving_to_another_dscp_is_one_delete_and_one_add() -> None:
     new = _changed(PLANS, edge0=NftPlan(remarks={**EDGE.remarks, "198.19.1.0/24": 0}, default_dscp=0))
     assert element_commands(PLANS, new) == [
-        {"delete": {"element": {"family": "ip", "table": "csmm", "name": "remark_edge0",
-                                "elem": [{"prefix": {"addr": "198.19.1.0", "len": 24}}]}}},
-        {"add": {"element": {"family": "ip", "table": "csmm", "name": "remark_edge0",
-                             "elem": [[{"prefix": {"addr": "198.19.1.0", "len": 24}}, {"goto": {"target": "dscp_0"}}]]}}}]
+        {"delete": {"element": {"family": "ip", "table": "csmm", "name": "remark24_edge0", "elem": ["198.19.1.0"]}}},
+        {"add": {"element": {"family": "ip", "table": "csmm", "name": "remark24_edge0",
+                             "elem": [["198.19.1.0", {"goto": {"target": "dscp_0"}}]]}}}]
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -462,13 +473,14 @@ def _without(listing: list[dict[str, Any]], chain: str, index: int) -> list[dict
     return [o for o in listing if o is not rules[index]]
 
 
-@pytest.mark.parametrize(("chain", "index"), [("egress", 1), ("egress", 2), ("ingress", 0), ("dscp_34", 0)])
+@pytest.mark.parametrize(("chain", "index"), [("egress", 1), ("egress", 2), ("ingress", 0), ("ingress", 1),
+                                              ("dscp_34", 0)])
 def test_a_rule_deleted_by_hand_leaves_the_table_not_intact(chain: str, index: int) -> None:
     assert parse_table(_without(KERNEL_LISTING, chain, index)).intact is False
 
 
 def test_the_default_rule_deleted_by_hand_reads_as_no_default_which_only_a_full_replace_restores() -> None:
-    state = parse_table(_without(KERNEL_LISTING, "ingress", 1))
+    state = parse_table(_without(KERNEL_LISTING, "ingress", 2))
     assert state.plans["edge0"] == NftPlan(remarks=EDGE.remarks) and state.intact   # consistent, but not PLANS
     assert element_commands(state.plans, PLANS) is None
 
@@ -484,7 +496,13 @@ def test_things_we_never_create_leave_the_table_not_intact() -> None:
     foreign_goto[2]["map"]["elem"][0][1] = {"goto": {"target": "ingress"}}
     range_element = copy.deepcopy(KERNEL_LISTING)
     range_element[2]["map"]["elem"].append([{"range": ["198.19.9.1", "198.19.9.7"]}, {"goto": {"target": "dscp_0"}}])
-    for listing in (extra_chain, extra_set, changed_hook, changed_remark, foreign_goto, range_element):
+    host_bits = copy.deepcopy(KERNEL_LISTING)   # in a /24 map the masked lookup never finds .5
+    host_bits[3]["map"]["elem"].append(["198.19.9.5", {"goto": {"target": "dscp_0"}}])
+    empty_length_map = copy.deepcopy(KERNEL_LISTING)
+    empty_length_map.insert(3, {"map": {"family": "ip", "name": "remark29_edge0", "table": "csmm", "type": "ipv4_addr",
+                                        "handle": 99, "map": "verdict"}})
+    for listing in (extra_chain, extra_set, changed_hook, changed_remark, foreign_goto, range_element, host_bits,
+                    empty_length_map):
         assert parse_table(listing).intact is False
     assert parse_table(extra_chain).plans == PLANS   # the plans are still read as far as they go
 
@@ -531,11 +549,17 @@ def test_any_change_leaves_the_fake_table_holding_exactly_the_new_plans(old: dic
     assert parse_table(fake.listing()) == NftState({d: p for d, p in old.items() if not p.is_empty()}, True)
     commands = element_commands(old, new)
     want = {d: p for d, p in new.items() if not p.is_empty()}
-    if commands is None:   # only when the devices or their defaults differ
+    if commands is None:   # only when the devices, their defaults or their prefix lengths differ
         have = {d: p for d, p in old.items() if not p.is_empty()}
-        assert {d: p.default_dscp for d, p in have.items()} != {d: p.default_dscp for d, p in want.items()}
+        assert _shape(have) != _shape(want)
         commands = full_commands(new)
     fake.run(commands)
     state = parse_table(fake.listing())
     assert state == NftState(want, True)
 
+
+
+def _shape(plans: dict[str, NftPlan]) -> dict[str, Any]:
+    def lengths(table: dict[str, int]) -> set[int]:
+        return {ipaddress.IPv4Network(p).prefixlen for p in table}
+    return {d: (p.default_dscp, lengths(p.remarks), lengths(p.prefix_leaf)) for d, p in plans.items()}
