@@ -13,7 +13,9 @@ Hello it gets the config of that moment.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -251,19 +253,82 @@ class AgentListener:
     counter_interval_ms: int = 1000     # how often agents report counters
 
 
-async def start_server(southbound: Southbound, listener: AgentListener) -> grpc.aio.Server:
-    server = grpc.aio.server(options=KEEPALIVE)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(southbound, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    credentials = server_credentials(listener.tls_dir, listener.certificate_name) if listener.tls_dir else None
-    for address in listener.addresses:
-        port = (server.add_secure_port(address, credentials) if credentials is not None
-                else server.add_insecure_port(address))
-        if port == 0 and not address.startswith("unix:"):
-            raise OSError(f"cannot listen for agents on {address}")
-    await southbound.start()
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server
+RETRY_ADDRESS_S = 2.0   # how often an agent address not on this machine yet is tried again
+
+
+class AgentServers:
+    """The agents' gRPC servers: one for the addresses that can be bound at start, and one more
+    for each address that is not on this machine yet (typically a lab's management bridge,
+    198.18.0.1, which `csmm-lab up` brings), bound as soon as the address appears."""
+
+    def __init__(self, southbound: Southbound, listener: AgentListener) -> None:
+        self._southbound = southbound
+        self._listener = listener
+        self._servers: list[grpc.aio.Server] = []
+        self._waiting: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        now = [a for a in self._listener.addresses if _address_state(a) != "absent"]
+        later = [a for a in self._listener.addresses if a not in now]
+        await self._southbound.start()
+        if now:
+            self._servers.append(await self._serve(now))
+        for address in later:
+            log.warning("agents: %s is not an address of this machine yet; trying again every %.0f s "
+                        "(a lab's management bridge brings it: csmm-lab up)", address, RETRY_ADDRESS_S)
+            self._waiting.append(asyncio.create_task(self._bind_when_present(address)))
+
+    async def stop(self, grace: float) -> None:
+        for task in self._waiting:
+            task.cancel()
+        for server in self._servers:
+            await server.stop(grace=grace)
+
+    async def _bind_when_present(self, address: str) -> None:
+        while _address_state(address) == "absent":
+            await asyncio.sleep(RETRY_ADDRESS_S)
+        try:
+            self._servers.append(await self._serve([address]))
+        except OSError as error:
+            log.error("agents: %s appeared but cannot be bound: %s", address, error)
+            return
+        log.info("agents: now listening on %s too", address)
+
+    async def _serve(self, addresses: list[str]) -> grpc.aio.Server:
+        listener = self._listener
+        server = grpc.aio.server(options=KEEPALIVE)
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(self._southbound, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        credentials = server_credentials(listener.tls_dir, listener.certificate_name) if listener.tls_dir else None
+        for address in addresses:
+            port = (server.add_secure_port(address, credentials) if credentials is not None
+                    else server.add_insecure_port(address))
+            if port == 0 and not address.startswith("unix:"):
+                raise OSError(f"cannot listen for agents on {address}")
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return server
+
+
+def _address_state(address: str) -> str:
+    """"absent" when HOST of HOST:PORT is not an address of this machine (EADDRNOTAVAIL), else
+    "present" (a port in use, a name, a unix socket: gRPC reports those itself)."""
+    if address.startswith("unix:"):
+        return "present"
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError as error:
+        return "absent" if error.errno == errno.EADDRNOTAVAIL else "present"
+    return "present"
+
+
+async def start_server(southbound: Southbound, listener: AgentListener) -> AgentServers:
+    servers = AgentServers(southbound, listener)
+    await servers.start()
+    return servers

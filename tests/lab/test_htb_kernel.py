@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -15,21 +14,12 @@ from agent.driver.htb import MIN_RATE_BPS, allocate_minors, classid, full_build
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.service.layer import ServiceLayer
 from controller.southbound.wire import config_message
+from tests.lab.support import lab_unready
 
 _UNITS = {"bit": 1, "Kbit": 10**3, "Mbit": 10**6, "Gbit": 10**9}
 
 
-def _lab_ready() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and tc)"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs iproute2's ip and tc (./scripts/test installs iproute2)"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        return "`ip netns` does not work here"
-    return None
-
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_lab_ready() is not None, reason=str(_lab_ready()))]
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(lab_unready() is not None, reason=str(lab_unready()))]
 
 
 @pytest.fixture

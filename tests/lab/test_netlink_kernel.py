@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -19,21 +18,12 @@ import pytest
 from agent.driver.netlink import ClassStats, NetlinkError, Rtnl
 from agent.driver.netns import entered
 from agent.plan import HtbClass
+from tests.lab.support import lab_unready
 
 _UNITS = {"bit": 1, "Kbit": 10**3, "Mbit": 10**6, "Gbit": 10**9}
 
 
-def _lab_ready() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces and tc)"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs iproute2's ip and tc (./scripts/test installs iproute2)"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True, check=False).returncode != 0:
-        return "`ip netns` does not work here"
-    return None
-
-
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_lab_ready() is not None, reason=str(_lab_ready()))]
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(lab_unready() is not None, reason=str(lab_unready()))]
 
 SENDER, RECEIVER = "198.18.200.1", "198.18.200.2"   # RECEIVER is only a neighbour entry: frames leave v0
 FRAME = 14 + 20 + 8 + 200                          # Ethernet + IPv4 + UDP + payload, as HTB counts it
