@@ -9,9 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BIN = Path(sys.executable).parent
+DEMO = ROOT / "labs" / "containerlab" / "gsb-provisioning.yaml"
 
 
 def lab_unready(*, nft: bool = False) -> str | None:
@@ -55,3 +64,60 @@ def namespace(what: str, *, veths: tuple[tuple[str, str], ...] = ()) -> Iterator
         yield name
     finally:
         delete_namespace(name)
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = 10.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Controller:
+    """`csmm serve` with the demo provisioning, on a SQLite file in `directory`; `agent_args` say
+    where and how agents connect (e.g. a unix socket in plaintext, or an address with mTLS)."""
+
+    def __init__(self, directory: Path, agent_args: list[str], *, provisioning: Path = DEMO,
+                 options: tuple[str, ...] = ()) -> None:
+        self.url = f"sqlite:///{directory}/csmm.sqlite3"
+        self.provisioning = provisioning
+        self.options = options                    # csmm's global options, e.g. --overbooking
+        self.socket = directory / "agents.sock"   # for agent_args that choose it
+        self.log = directory / "controller.log"
+        self.agent_args = agent_args
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.http_port = s.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [BIN / "csmm", "--db", self.url, *self.options, "serve", "--apply", self.provisioning, *self.agent_args,
+                 "--http", f"127.0.0.1:{self.http_port}"], stdout=log, stderr=log)
+        wait_for("the controller's health endpoint", self._healthy, 30)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def csmm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A `csmm` command on this controller's database (with its global options)."""
+        return subprocess.run([BIN / "csmm", "--db", self.url, *self.options, *args], capture_output=True, text=True,
+                              check=False)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(10)

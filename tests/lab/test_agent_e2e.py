@@ -15,8 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from controller.service.layer import ServiceLayer
 from controller.southbound.store import SouthboundStore
 from controller.southbound.wire import config_message
 from controller.store.database import Database
-from tests.lab.support import delete_namespace, lab_unready, run
+from tests.lab.support import Controller, delete_namespace, lab_unready, run, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(lab_unready(nft=True) is not None, reason=str(lab_unready(nft=True)))]
 
@@ -41,53 +40,6 @@ NAMESPACE = f"csmm-t{os.getpid()}-edge1"
 ACME = "198.19.1.1"             # a host of acme-hq's prefix 198.19.1.0/24
 NEXT_HOP = "198.18.250.2"       # the core's side of edge1's uplink, in the lab range
 _UNITS = {"bit": 1, "Kbit": 10**3, "Mbit": 10**6, "Gbit": 10**9}
-
-
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Controller:
-    """`csmm serve` with the demo, agents on a unix socket (crosses namespaces), plaintext (lab)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.url = f"sqlite:///{directory}/csmm.sqlite3"
-        self.socket = directory / "agents.sock"
-        self.log = directory / "controller.log"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.http_port = s.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.socket.unlink(missing_ok=True)
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [BIN / "csmm", "--db", self.url, "serve", "--apply", DEMO, "--agents", f"unix:{self.socket}",
-                 "--agents-insecure-lab", "--http", f"127.0.0.1:{self.http_port}"], stdout=log, stderr=log)
-        wait_for("the controller's health endpoint", self._healthy, 30)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
 
 
 class Agent:
@@ -122,7 +74,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Controller, 
     # No IPv6: its neighbour and router solicitations would tick the counters at random moments.
     for scope in ("all", "default"):
         run("sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1", netns=NAMESPACE)
-    controller = Controller(directory)
+    controller = Controller(directory, ["--agents", f"unix:{directory / 'agents.sock'}", "--agents-insecure-lab"])
     agent = Agent(directory, controller)
     try:
         for dev, peer in (("eth1", "core1"), ("eth2", "acme"), ("eth3", "globex")):

@@ -1,0 +1,318 @@
+"""Issue 4 end to end: labs/containerlab/gsb.clab.yml brought up by `csmm-lab` on namespaces, a
+real `csmm serve` (mTLS on the lab's management bridge), the four routers' agents, and iperf3.
+
+The lab runs under its own name (`gsb-t<pid>`) on the tests' management /24 (198.18.64.0/24, so
+a lab a person has up on the README's 198.18.0.0/24 is not touched), with the demo provisioning
+changed in one place: the core-egress link has 12.5 Mbit/s, so that the customers' SLSs can load
+it to 3x its capacity (at 40 Mbit/s the SLS bounds never can; 12.5 is the least on which the
+demo's gold and silver SLSs, 10 Mbit/s, fit the 80 % gold+silver share), and the controller runs
+with --overbooking 5 so the same SLA bounds are admitted on the smaller link.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emulation.verify import Sls, analyse
+from tests.lab.support import BIN, DEMO, ROOT, Controller, lab_unready, wait_for
+
+_UNREADY = lab_unready(nft=True) or (None if shutil.which("iperf3") else "needs iperf3 (./scripts/test installs it)")
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(_UNREADY is not None, reason=str(_UNREADY))]
+
+LAB = f"gsb-t{os.getpid()}"
+MGMT = "198.18.64"                 # the tests' management /24
+CORE_EGRESS = "12.5M"
+CORE_EGRESS_BPS = 12_500_000
+SINK = "198.18.100.10"             # the "internet" host behind egress:eth2
+ROUTERS = ("edge1", "edge2", "core", "egress")
+PAYLOAD = 1200 / 1242              # iperf3's 1200-byte datagrams in the Ethernet frames HTB shapes
+
+
+@dataclass
+class Gsb:
+    root: Path
+    controller: Controller
+    topology: Path
+
+    def lab(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([BIN / "csmm-lab", *args], capture_output=True, text=True, check=False,
+                              env={**os.environ, "CSMM_DB": self.controller.url})
+        if check and done.returncode != 0:
+            raise AssertionError(f"csmm-lab {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def node(self, node: str, *argv: str) -> str:
+        return subprocess.run(["ip", "netns", "exec", f"clab-{LAB}-{node}", *argv], capture_output=True, text=True,
+                              check=True).stdout
+
+    def set_sls(self, sla: str, service_class: str, bandwidth: str) -> None:
+        done = self.controller.csmm("sls", "set", sla, "--class", service_class, "--bandwidth", bandwidth)
+        assert done.returncode == 0, done.stderr
+        self.wait_in_sync()
+
+    def wait_in_sync(self, timeout: float = 20) -> None:
+        wait_for("every router in sync (csmm config diff exits 0)",
+                 lambda: self.controller.csmm("config", "diff").returncode == 0, timeout)
+
+    def scenario(self, name: str, flows: list[dict[str, object]], duration: int = 8) -> Path:
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"duration": duration, "sink": "internet", "sink_address": SINK,
+                                        "interval": 0.5, "flows": flows}))
+        return path
+
+    def traffic(self, scenario: Path) -> Path:
+        out = self.root / "runs" / scenario.stem
+        self.lab("traffic", "--lab", LAB, str(scenario), "--out", str(out))
+        return out
+
+    def sls(self) -> dict[str, Sls]:
+        from emulation.cli import current_sls
+        return current_sls(self.controller.url)
+
+
+def _leftovers() -> list[str]:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found = [line.split()[0] for line in names.splitlines() if line.startswith(f"clab-{LAB}-")]
+    pids = subprocess.run(["pgrep", "-f", f"clab-{LAB}"], capture_output=True, text=True).stdout.split()
+    return found + [f"pid {p}" for p in pids]
+
+
+@pytest.fixture(scope="module")
+def gsb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gsb]:
+    root = tmp_path_factory.mktemp("gsb")
+    # the README's lab, on the tests' management /24 (binds stay relative: ../../var/pki)
+    topology = root / "labs" / "containerlab" / "gsb.clab.yml"
+    topology.parent.mkdir(parents=True)
+    topology.write_text((ROOT / "labs" / "containerlab" / "gsb.clab.yml").read_text().replace("198.18.0.", f"{MGMT}."))
+    provisioning = yaml.safe_load(DEMO.read_text())
+    for router in provisioning["topology"]["routers"]:
+        for interface in router["interfaces"]:
+            if (router["id"], interface["name"]) in (("core", "eth3"), ("egress", "eth1")):
+                interface["capacity"] = CORE_EGRESS
+    (root / "provisioning.yaml").write_text(yaml.safe_dump(provisioning))
+    pki = root / "var" / "pki"
+    for args in (("init", pki), ("issue", pki, "controller", "--role", "controller", "--address", f"{MGMT}.1"),
+                 *(("issue", pki, router, "--role", "agent") for router in ROUTERS)):
+        subprocess.run([BIN / "csmm", "ca", *map(str, args)], check=True, capture_output=True)
+    controller = Controller(root, ["--agents-tls", str(pki), "--agents", f"{MGMT}.1:50051"],
+                            provisioning=root / "provisioning.yaml", options=("--overbooking", "5"))
+    assert controller.csmm("db", "upgrade").returncode == 0
+    controller.start()     # before the lab: its agent address appears with the lab's bridge
+    lab = Gsb(root, controller, topology)
+    try:
+        lab.lab("up", str(topology), "--name", LAB)
+        lab.wait_in_sync(30)
+        yield lab
+    finally:
+        down = lab.lab("down", "--lab", LAB, check=False)
+        controller.stop()
+        assert down.returncode == 0, down.stderr
+        assert _leftovers() == []
+
+
+# --- the lab itself ---------------------------------------------------------------------------------
+
+def test_up_brings_every_node_and_every_agent(gsb: Gsb) -> None:
+    status = gsb.lab("status", "--lab", LAB).stdout
+    for router in ROUTERS:
+        assert f"clab-{LAB}-{router}" in status and "running (pid" in status.split(router, 1)[1].splitlines()[0]
+    agents = json.loads(gsb.controller.csmm("agents", "--json").stdout)
+    assert sorted(a["router"] for a in agents if a["connected"] and a["in_sync"]) == sorted(ROUTERS)
+    # the routers' kernels hold their configs: edge1's customers' leaves, core's classes
+    assert "198.19.1.0 : goto" in gsb.node("edge1", "nft", "list", "table", "ip", "csmm")
+    assert gsb.node("core", "tc", "class", "show", "dev", "eth3").count("class htb") >= 6
+
+
+def test_exec_runs_in_the_node_and_passes_its_status(gsb: Gsb) -> None:
+    done = gsb.lab("exec", "--lab", LAB, "acme", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth1")
+    assert "198.19.1.10/24" in done.stdout
+    assert gsb.lab("exec", "--lab", LAB, "acme", "--", "sh", "-c", "exit 7", check=False).returncode == 7
+
+
+# --- a: congestion ----------------------------------------------------------------------------------
+
+def test_a_congestion_gold_and_silver_get_their_sls_and_bronze_shares_the_rest(gsb: Gsb) -> None:
+    # every SLS at its bound (acme leaves silver first, so umbrella's silver fits the share)
+    for sla, service_class, bandwidth in (("acme-hq", "bronze", "20M"), ("umbrella-lab", "silver", "5M"),
+                                          ("globex-main", "gold", "3M"), ("initech-office", "bronze", "10M")):
+        gsb.set_sls(sla, service_class, bandwidth)
+    try:
+        sls = gsb.sls()
+        # what the SLSs let onto the core-egress link: 3 + 5 + 20 + 10 = 38 Mbit/s, 3.04x its 12.5
+        admitted = sum(s.bandwidth_bps for name, s in sls.items() if name != "as64500-transit")
+        assert admitted >= 3 * CORE_EGRESS_BPS
+        run = gsb.traffic(gsb.scenario("congestion", [
+            {"customer": "globex-main", "node": "globex", "dscp": "EF", "rate": "3M"},
+            {"customer": "umbrella-lab", "node": "umbrella", "dscp": "AF41", "rate": "5M"},
+            {"customer": "acme-hq", "node": "acme", "dscp": "CS0", "rate": "25M"},
+            {"customer": "initech-office", "node": "initech", "dscp": "CS0", "rate": "15M"}]))
+        verify = gsb.lab("verify", "--lab", LAB, str(run), check=False)
+        assert verify.returncode == 0, verify.stdout
+        report = analyse(run, sls)
+        got = {f.customer: f.received_bps for f in report.flows}
+        for customer in ("globex-main", "umbrella-lab"):       # >= 97 % of the SLS (as payload)
+            assert got[customer] >= 0.97 * sls[customer].bandwidth_bps * PAYLOAD, (customer, verify.stdout)
+        rest = (CORE_EGRESS_BPS - 3_000_000 - 5_000_000) * PAYLOAD   # what gold and silver leave of the link
+        bronze = got["acme-hq"] + got["initech-office"]
+        assert 0.9 * rest <= bronze <= CORE_EGRESS_BPS * PAYLOAD, verify.stdout
+        assert min(got["acme-hq"], got["initech-office"]) > 0.15 * rest, verify.stdout   # both get a share
+        assert (run / "throughput.png").stat().st_size > 10_000
+    finally:   # back to the demo's SLSs, in an order the shares admit
+        for sla, service_class, bandwidth in (("globex-main", "gold", "2M"), ("umbrella-lab", "silver", "3M"),
+                                              ("acme-hq", "silver", "5M"), ("initech-office", "bronze", "8M")):
+            gsb.set_sls(sla, service_class, bandwidth)
+
+
+# --- b, c, d: what the wire shows --------------------------------------------------------------------
+
+class WireCounters:
+    """The test's own nftables table in a router (not the agent's `ip csmm`): packets and bytes
+    per source prefix and DSCP as they arrive there, i.e. as the previous hop sent them."""
+
+    def __init__(self, gsb: Gsb, node: str, rules: dict[str, str]) -> None:
+        self.gsb, self.node, self.names = gsb, node, list(rules)
+        lines = "\n".join(f"    {match} counter comment \"{name}\"" for name, match in rules.items())
+        subprocess.run(["ip", "netns", "exec", f"clab-{LAB}-{node}", "nft", "-f", "-"], check=True, text=True,
+                       input=f"table ip csmmtest {{\n  chain seen {{\n    type filter hook prerouting priority 0;\n"
+                             f"{lines}\n  }}\n}}\n")
+
+    def read(self) -> dict[str, tuple[int, int]]:
+        listing = json.loads(self.gsb.node(self.node, "nft", "-j", "list", "table", "ip", "csmmtest"))["nftables"]
+        out = {}
+        for item in listing:
+            rule = item.get("rule")
+            if rule:
+                counter = next(e["counter"] for e in rule["expr"] if "counter" in e)
+                out[rule["comment"]] = (counter["packets"], counter["bytes"])
+        return out
+
+    def remove(self) -> None:
+        self.gsb.node(self.node, "nft", "delete", "table", "ip", "csmmtest")
+
+
+def _service(gsb: Gsb):  # type: ignore[no-untyped-def]
+    """The controller's service layer on its database: a change made here reaches the running
+    `csmm serve` the way a portal's or an SNMP manager's does."""
+    from decimal import Decimal
+
+    from controller.domain.catalog import load_catalog
+    from controller.service.layer import ServiceLayer
+    from controller.store.database import Database
+    return ServiceLayer(Database(gsb.controller.url), load_catalog(), overbooking=Decimal(5))
+
+
+def _change(gsb: Gsb, sla: str, service_class: str, bandwidth_bps: int) -> float:
+    """Change an SLS as the domain manager; the monotonic time its transaction committed."""
+    from controller.domain.principal import DOMAIN_MANAGER, Channel
+
+    service = _service(gsb)
+    try:
+        service.change_sls(DOMAIN_MANAGER, service.get_sla(DOMAIN_MANAGER, sla).id, service_class, bandwidth_bps,
+                           Channel.CLI)
+        return time.monotonic()
+    finally:
+        service.database.dispose()
+
+
+def _in_background(gsb: Gsb, scenario: Path) -> tuple[threading.Thread, list[Path]]:
+    runs: list[Path] = []
+    thread = threading.Thread(target=lambda: runs.append(gsb.traffic(scenario)))
+    thread.start()
+    return thread, runs
+
+
+def _rate_bps(samples: list[tuple[float, int]], window: float = 0.3) -> float:
+    """Bit rate over the last `window` seconds of (time, bytes) samples."""
+    t1, b1 = samples[-1]
+    t0, b0 = next(((t, b) for t, b in reversed(samples) if t1 - t >= window), samples[0])
+    return 8 * (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def test_b_sls_changes_show_on_the_wire_within_a_second_and_a_conforming_flow_loses_nothing(gsb: Gsb) -> None:
+    acme, umbrella = "198.19.1.0/24", "198.19.4.0/24"
+    wire = WireCounters(gsb, "core", {"acme-ef": f"ip saddr {acme} ip dscp ef",
+                                      "acme-af41": f"ip saddr {acme} ip dscp af41",
+                                      "umbrella": f"ip saddr {umbrella}"})
+    try:
+        # acme (silver 5M) sends 0.8 Mbit/s, within silver 5M and gold 1M: conforming throughout its move;
+        # umbrella (silver 3M) offers 5M, so its SLS's bandwidth is what the wire carries
+        thread, runs = _in_background(gsb, gsb.scenario("changes", [
+            {"customer": "acme-hq", "node": "acme", "dscp": "AF41", "rate": "800k"},
+            {"customer": "umbrella-lab", "node": "umbrella", "dscp": "AF41", "rate": "5M"}], duration=10))
+        wait_for("acme's traffic at the core as AF41", lambda: wire.read()["acme-af41"][0] > 100, 5)
+        time.sleep(1.0)
+        committed = _change(gsb, "acme-hq", "gold", 1_000_000)                  # a class move
+        ef_before = wire.read()["acme-ef"][0]
+        wait_for("acme's traffic at the core as EF", lambda: wire.read()["acme-ef"][0] > ef_before, 2)
+        moved_after = time.monotonic() - committed
+        time.sleep(1.5)
+        samples: list[tuple[float, int]] = []
+
+        def umbrella_rate() -> float:
+            samples.append((time.monotonic(), wire.read()["umbrella"][1]))
+            return _rate_bps(samples)
+        wait_for("umbrella's rate settled at its 3M", lambda: umbrella_rate() < 3.4e6 and len(samples) > 8, 3)
+        committed = _change(gsb, "umbrella-lab", "silver", 5_000_000)           # a bandwidth change
+        wait_for("umbrella at more than 4 Mbit/s on the wire", lambda: umbrella_rate() > 4.0e6, 3)
+        widened_after = time.monotonic() - committed
+        thread.join(60)
+        report = analyse(runs[0], gsb.sls())
+        acme_flow = next(f for f in report.flows if f.customer == "acme-hq")
+        print(f"\nclass move on the wire {moved_after * 1000:.0f} ms after the commit, bandwidth change "
+              f"{widened_after * 1000:.0f} ms; acme lost {acme_flow.lost_packets} of {acme_flow.packets}")
+        assert moved_after <= 1.0 and widened_after <= 1.0, (moved_after, widened_after)
+        assert acme_flow.lost_packets == 0 and acme_flow.packets > 500, report.table()
+    finally:
+        wire.remove()
+        gsb.set_sls("umbrella-lab", "silver", "3M")
+        gsb.set_sls("acme-hq", "silver", "5M")
+
+
+def test_c_ef_marked_by_a_customer_without_gold_is_remarked_and_gets_no_gold_treatment(gsb: Gsb) -> None:
+    umbrella = "198.19.4.0/24"                                    # silver 3M, marks its traffic EF
+    wire = WireCounters(gsb, "core", {"ef": f"ip saddr {umbrella} ip dscp ef",
+                                      "af41": f"ip saddr {umbrella} ip dscp af41"})
+    try:
+        run = gsb.traffic(gsb.scenario("ef-without-gold", [
+            {"customer": "umbrella-lab", "node": "umbrella", "dscp": "EF", "rate": "5M"}], duration=5))
+        seen = wire.read()
+        assert seen["ef"][0] == 0 and seen["af41"][0] > 1000, seen            # remarked at edge2
+        flow = next(f for f in analyse(run, gsb.sls()).flows if f.customer == "umbrella-lab")
+        assert flow.received_bps <= 1.03 * 3_000_000 * PAYLOAD                 # its silver SLS, not more
+        assert flow.received_bps >= 0.97 * 3_000_000 * PAYLOAD
+    finally:
+        wire.remove()
+
+
+def test_d_restarting_an_agent_and_the_controller_does_not_disturb_conforming_flows(gsb: Gsb) -> None:
+    thread, runs = _in_background(gsb, gsb.scenario("restarts", [
+        {"customer": "globex-main", "node": "globex", "dscp": "EF", "rate": "1800k"},
+        {"customer": "acme-hq", "node": "acme", "dscp": "AF41", "rate": "4500k"},
+        {"customer": "umbrella-lab", "node": "umbrella", "dscp": "AF41", "rate": "2700k"}], duration=14))
+    time.sleep(3)
+    restarted = gsb.lab("restart", "--lab", LAB, "edge1")
+    assert "restarted" in restarted.stdout
+    time.sleep(2)
+    gsb.controller.stop()
+    time.sleep(1)
+    gsb.controller.start()
+    thread.join(60)
+    gsb.wait_in_sync(30)
+    report = analyse(runs[0], gsb.sls())
+    assert report.ok, report.table()
+    for flow in report.flows:
+        assert flow.lost_packets == 0 and flow.packets > 1000, report.table()
+    log = (gsb.root / "labs" / "containerlab" / f"clab-{LAB}" / "edge1" / "cmd.log").read_text()
+    after_restart = log.rsplit("restored config version", 1)[-1]   # the restarted agent changed nothing
+    assert "restored config version" in log and "applied: 0 kernel changes" in after_restart, log[-2000:]
