@@ -61,7 +61,7 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
         southbound = Southbound(service, counter_interval_ms=agents.counter_interval_ms,
                                 check_identity=agents.tls_dir is not None)
         grpc_server = await start_server(southbound, agents)
-        log.info("agents: listening on %s (%s)", ", ".join(agents.addresses),
+        log.info("agents: listening on %s (%s)", ", ".join(grpc_server.bound) or "no address yet",
                  f"mTLS, CA in {agents.tls_dir}" if agents.tls_dir else "PLAINTEXT, lab only")
     runner = web.AppRunner(http_app(service, southbound), access_log=None)
     await runner.setup()

@@ -266,6 +266,8 @@ class AgentServers:
         self._listener = listener
         self._servers: list[grpc.aio.Server] = []
         self._waiting: list[asyncio.Task[None]] = []
+        self.bound: list[str] = []       # addresses served now
+        self.pending: list[str] = []     # addresses waited for
 
     async def start(self) -> None:
         now = [a for a in self._listener.addresses if _address_state(a) != "absent"]
@@ -273,6 +275,8 @@ class AgentServers:
         await self._southbound.start()
         if now:
             self._servers.append(await self._serve(now))
+            self.bound += now
+        self.pending = list(later)
         for address in later:
             log.warning("agents: %s is not an address of this machine yet; trying again every %.0f s "
                         "(a lab's management bridge brings it: csmm-lab up)", address, RETRY_ADDRESS_S)
@@ -292,6 +296,8 @@ class AgentServers:
         except OSError as error:
             log.error("agents: %s appeared but cannot be bound: %s", address, error)
             return
+        self.pending.remove(address)
+        self.bound.append(address)
         log.info("agents: now listening on %s too", address)
 
     async def _serve(self, addresses: list[str]) -> grpc.aio.Server:
