@@ -6,6 +6,7 @@ Namespaces are named `csmm-t<pid>-<what>` for the run that made them; only those
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -121,3 +122,19 @@ class Controller:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(10)
+
+
+def lab_leftovers(name: str, mgmt: str) -> list[str]:
+    """What of lab `name` (management /24 `mgmt`, e.g. "198.18.64") exists: its namespaces, its
+    root-side links and bridge (named cm<6 hex of the name>…), its state file, its gateway
+    address, processes naming it. [] once `csmm-lab down` has done its work."""
+    short = hashlib.sha1(name.encode()).hexdigest()[:6]
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    addresses = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    pids = subprocess.run(["pgrep", "-f", f"clab-{name}-"], capture_output=True, text=True).stdout.split()
+    return ([line.split()[0] for line in namespaces.splitlines() if line.startswith(f"clab-{name}-")]
+            + [line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if f" cm{short}" in line]
+            + ([f"state file of {name}"] if Path(f"/run/csmm-lab/{name}.json").exists() else [])
+            + [f"address {mgmt}.1" for line in addresses.splitlines() if f" {mgmt}.1/" in line]
+            + [f"pid {pid}" for pid in pids])

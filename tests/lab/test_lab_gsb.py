@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from emulation.verify import Sls, analyse
-from tests.lab.support import BIN, DEMO, ROOT, Controller, lab_unready, wait_for
+from tests.lab.support import BIN, DEMO, ROOT, Controller, lab_leftovers, lab_unready, wait_for
 
 _UNREADY = lab_unready(nft=True) or (None if shutil.which("iperf3") else "needs iperf3 (./scripts/test installs it)")
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(_UNREADY is not None, reason=str(_UNREADY))]
@@ -81,13 +81,6 @@ class Gsb:
         return current_sls(self.controller.url)
 
 
-def _leftovers() -> list[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found = [line.split()[0] for line in names.splitlines() if line.startswith(f"clab-{LAB}-")]
-    pids = subprocess.run(["pgrep", "-f", f"clab-{LAB}"], capture_output=True, text=True).stdout.split()
-    return found + [f"pid {p}" for p in pids]
-
-
 @pytest.fixture(scope="module")
 def gsb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gsb]:
     root = tmp_path_factory.mktemp("gsb")
@@ -118,7 +111,7 @@ def gsb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gsb]:
         down = lab.lab("down", "--lab", LAB, check=False)
         controller.stop()
         assert down.returncode == 0, down.stderr
-        assert _leftovers() == []
+        assert lab_leftovers(LAB, MGMT) == []
 
 
 # --- the lab itself ---------------------------------------------------------------------------------
