@@ -307,24 +307,33 @@ def test_routers_run_the_agent_with_mtls_under_their_own_router_id(
         assert (exec_, program) == ("exec", "csmm-agent")   # the agent is the container's PID 1
         assert {word for word in argv if word.startswith("-")} == AGENT_FLAGS   # spelled out, no abbreviations
 
-        # The files the command names come through the node's binds: the lab CA directory made by
-        # ./scripts/serve and `csmm ca issue var/pki ROUTER --role agent`, and a state directory.
+        # The files the command names come through the node's binds: from the lab CA made by
+        # ./scripts/serve and `csmm ca issue var/pki ROUTER --role agent`, the CA's certificate and
+        # the router's own certificate and key (never the CA key or another router's key), and a
+        # state directory of its own.
         binds = lab.binds(router)
-        pki_source, pki_options = binds["/etc/csmm/pki"]
-        assert (LAB_DIR / pki_source).resolve() == REPO / "var" / "pki" and pki_options == "ro"
+        pki = REPO / "var" / "pki"
+        expected = {"/etc/csmm/pki/ca.pem": pki / "ca.pem", "/etc/csmm/pki/router.pem": pki / f"{router}.pem",
+                    "/etc/csmm/pki/router.key": pki / f"{router}.key"}
+        for target, source in expected.items():
+            host, options = binds[target]
+            assert (LAB_DIR / host.replace("__clabNodeName__", router)).resolve() == source and options == "ro"
+        exposed = {(LAB_DIR / host.replace("__clabNodeName__", router)).resolve() for host, _ in binds.values()}
+        assert pki not in exposed and pki / "ca.key" not in exposed
         assert binds["/var/lib/csmm-agent"][0].startswith("__clabNodeDir__/")
         issued, state = tmp_path / router / "pki", tmp_path / router / "state"
         issued.mkdir(parents=True)
-        for name in ("ca.pem", f"{router}.pem", f"{router}.key"):
-            (issued / name).write_text("")
-        mounted = {"/etc/csmm/pki": issued, "/var/lib/csmm-agent": state}
-        on_host = [re.sub(r"^(/etc/csmm/pki|/var/lib/csmm-agent)", lambda m: str(mounted[m.group(1)]), word)
-                   for word in argv]
+        mounted: dict[str, Path] = {"/var/lib/csmm-agent": state}
+        for target in expected:
+            mounted[target] = issued / target.rsplit("/", 1)[1]
+            mounted[target].write_text("")
+        on_host = [str(mounted.get(word, word)) if word in mounted else
+                   re.sub(r"^/var/lib/csmm-agent", str(state), word) for word in argv]
 
         args = parse_args(on_host)              # exits (fails the test) on an unknown flag or missing file
         assert args.router_id == router
         assert args.controller == f"{gateway}:{AGENT_PORT}"
-        assert not args.insecure_lab and args.cert == issued / f"{router}.pem"
+        assert not args.insecure_lab and args.cert == issued / "router.pem" and args.key == issued / "router.key"
         assert args.state_dir == state
 
 
