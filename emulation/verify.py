@@ -331,6 +331,41 @@ def plot_series(report: Report) -> tuple[PlotSeries, ...]:
     return tuple(series)
 
 
+@dataclass(frozen=True)
+class ClassSeries:
+    """One service class's throughput over time: the sum of its customers' receiver reports."""
+
+    service_class: ServiceClass
+    colour: str
+    times_s: tuple[float, ...]
+    mbps: tuple[float, ...]
+    sls_mbps: float | None              # the class's customers' SLSs together, as payload
+
+
+def class_series(report: Report) -> tuple[ClassSeries, ...]:
+    """Per class, the customers' received Mbit/s added up per report interval. Reports of flows
+    that started at other offsets fall on the same half-interval grid, which is what they are
+    summed on."""
+    half = report.scenario.interval_s / 2
+    sums: dict[ServiceClass, dict[int, float]] = {}
+    sls: dict[ServiceClass, float] = {}
+    for line in plot_series(report):
+        bins = sums.setdefault(line.service_class, {})
+        for t, v in zip(line.times_s, line.mbps):
+            bins[round(t / half)] = bins.get(round(t / half), 0.0) + v
+        if line.sls_mbps is not None:
+            sls[line.service_class] = sls.get(line.service_class, 0.0) + line.sls_mbps
+    out = []
+    classes: tuple[ServiceClass, ...] = ("gold", "silver", "bronze")
+    for service_class in classes:
+        bins = sums.get(service_class, {})
+        if bins:
+            keys = sorted(bins)
+            out.append(ClassSeries(service_class, CLASS_COLOURS[service_class], tuple(k * half for k in keys),
+                                   tuple(bins[k] for k in keys), sls.get(service_class)))
+    return tuple(out)
+
+
 def plot(source: Report | str | Path, png_path: str | Path, *, sls: Mapping[str, Sls] | None = None) -> Path:
     """Draw received throughput over time per customer into `png_path` (PNG, no display needed).
 
@@ -340,8 +375,8 @@ def plot(source: Report | str | Path, png_path: str | Path, *, sls: Mapping[str,
     from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state or a display
 
     report = source if isinstance(source, Report) else analyse(source, sls or {})
-    figure = Figure(figsize=(11, 6), layout="constrained")
-    axes = figure.add_subplot()
+    figure = Figure(figsize=(11, 9), layout="constrained")
+    axes, per_class = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     markers = "osD^v<>ph*"
     shaded: set[tuple[float, float]] = set()
     for n, (flow, line) in enumerate(zip(report.flows, plot_series(report))):
@@ -363,7 +398,6 @@ def plot(source: Report | str | Path, png_path: str | Path, *, sls: Mapping[str,
                         linestyles="dashed", lw=1.5)
     axes.set_title(f"Scenario {report.scenario.name}: received throughput per customer "
                    f"({'PASS' if report.ok else 'FAIL'})")
-    axes.set_xlabel("time since the scenario's start (s)")
     axes.set_ylabel("received iperf3 payload (Mbit/s)")
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
@@ -372,7 +406,23 @@ def plot(source: Report | str | Path, png_path: str | Path, *, sls: Mapping[str,
                 title="customer (SLS Mbit/s; marking): received, verdict\n"
                         "solid: steady window, dotted: its mean (the table's),\n"
                         "dashed: the SLS as payload (Ethernet frames shaped)", title_fontsize="small")
+    _plot_classes(per_class, report)
     png = Path(png_path)
     png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png, dpi=100)
     return png
+
+
+def _plot_classes(axes: Any, report: Report) -> None:
+    """The lower panel: throughput per service class over time, with the class's SLSs together."""
+    for line in class_series(report):
+        axes.plot(line.times_s, line.mbps, color=line.colour, lw=2, label=f"{line.service_class}")
+        if line.sls_mbps is not None and line.service_class != "bronze":
+            axes.axhline(line.sls_mbps, color=line.colour, lw=1, linestyle="dashed")
+    axes.set_title("received throughput per service class (dashed: the class's SLSs together, as payload)",
+                   fontsize="medium")
+    axes.set_xlabel("time since the scenario's start (s)")
+    axes.set_ylabel("Mbit/s")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")

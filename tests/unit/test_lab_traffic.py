@@ -41,6 +41,7 @@ from emulation.verify import (
     RunDirectoryError,
     Sls,
     analyse,
+    class_series,
     in_window,
     plot,
     plot_series,
@@ -436,3 +437,17 @@ def test_the_plotted_lines_agree_with_the_table() -> None:
                                               rel=0.02)
         assert line.colour == {"gold": "#d4a000", "silver": "#6f7b87", "bronze": "#a0522d"}[flow.sls.service_class]
         assert all(in_window(i, flow.window) == (flow.window[0] <= i.mid_s <= flow.window[1]) for i in flow.received)
+
+
+def test_the_per_class_panel_adds_up_the_customers_of_each_class() -> None:
+    report = analyse(DATA / "congested", DEMO_SLS)
+    per_customer = plot_series(report)
+    per_class = {line.service_class: line for line in class_series(report)}
+    assert set(per_class) == {line.service_class for line in per_customer}
+    for service_class, line in per_class.items():
+        members = [c for c in per_customer if c.service_class == service_class]
+        # the class's total volume over the run is its customers' total volume
+        assert sum(line.mbps) == pytest.approx(sum(sum(c.mbps) for c in members), rel=1e-9)
+        assert len(line.times_s) >= max(len(c.times_s) for c in members)
+        if service_class != "bronze":
+            assert line.sls_mbps == pytest.approx(sum(c.sls_mbps or 0 for c in members))
