@@ -48,7 +48,8 @@ class StateStore:
                 "minors": saved.minors, "managed": sorted(saved.managed)}
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
+            # dumps, not dump: dump streams through the pure-Python encoder, ~10x slower at 10k classes
+            f.write(json.dumps(data, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
