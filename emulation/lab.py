@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from emulation.topology import Node, Topology
+from emulation.topology import Link, Node, Topology, load_topology
 
 log = logging.getLogger("csmm.lab")
 
@@ -290,13 +290,13 @@ class Lab:
                     raise LabError(f"node {node.name}: bind source {bind.host} does not exist "
                                    f"(for {bind.container})")
 
-    def _link(self, topology: Topology, link: object) -> None:
-        a, b = link.a, link.b  # type: ignore[attr-defined]
+    def _link(self, topology: Topology, link: Link) -> None:
+        a, b = link.a, link.b
         ns_a, ns_b = topology.nodes[a.node].namespace, topology.nodes[b.node].namespace
         what = f"link {a.node}:{a.interface} - {b.node}:{b.interface}"
         _run("ip", "link", "add", a.interface, "netns", ns_a, "type", "veth", "peer", "name", b.interface,
              "netns", ns_b, what=what)
-        mtu = getattr(link, "mtu", None)
+        mtu = link.mtu
         for ns, name in ((ns_a, a.interface), (ns_b, b.interface)):
             if mtu:
                 _run("ip", "-n", ns, "link", "set", name, "mtu", str(mtu), what=what)
@@ -357,22 +357,13 @@ class Lab:
         recorded = self.state.processes.get(node)
         if recorded is not None and _pid_netns_inode(recorded) == inode:
             pids.add(recorded)
-        for pid in pids:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and any(_pid_netns_inode(p) == inode for p in pids):
-            time.sleep(0.05)
-        for pid in pids:
-            if _pid_netns_inode(pid) == inode:
-                _signal(pid, signal.SIGKILL)
+        _stop(pids, inode)
         return [f"process {pid} in {namespace}" for pid in sorted(pids)]
 
     # ------------------------------------------------------------------------------- using it
 
     def restart(self, node: str) -> int:
         """Stop `node`'s cmd and start it again from the topology file; the new PID."""
-        from emulation.topology import load_topology
-
         namespace = self.namespace(node)
         topology = load_topology(Path(self.state.topology), name=self.state.name)
         spec = topology.nodes[node]
@@ -381,12 +372,7 @@ class Lab:
         inode = _netns_inode(namespace)
         pid = self.state.processes.get(node)
         if pid is not None and inode is not None and _pid_netns_inode(pid) == inode:
-            _signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE_S
-            while time.monotonic() < deadline and _pid_netns_inode(pid) == inode:
-                time.sleep(0.05)
-            if _pid_netns_inode(pid) == inode:
-                _signal(pid, signal.SIGKILL)
+            _stop({pid}, inode)
         self._start(spec)
         return self.state.processes[node]
 
@@ -437,6 +423,19 @@ def _words(node: Node, command: str) -> list[str]:
     if not words:
         raise LabError(f"node {node.name}: empty command")
     return words
+
+
+def _stop(pids: set[int], inode: int) -> None:
+    """SIGTERM to `pids`, SIGKILL after STOP_GRACE_S to those still in the namespace `inode`
+    (checked by namespace, so a PID reused by another process is never signalled twice)."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and any(_pid_netns_inode(p) == inode for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _pid_netns_inode(pid) == inode:
+            _signal(pid, signal.SIGKILL)
 
 
 def _signal(pid: int, sig: int) -> None:

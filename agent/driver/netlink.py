@@ -362,15 +362,11 @@ def decode_class_stats(buf: bytes | bytearray, start: int, end: int) -> ClassSta
     """Counters from the attributes (after the tcmsg) of one RTM_NEWTCLASS message, by walking
     them (`StatsLayout` is the fast path for a dump's later messages)."""
     unpack_attr = NLATTR.unpack_from
-    while start < end:                       # find TCA_STATS2
-        length, kind = unpack_attr(buf, start)
-        if kind & NLA_TYPE_MASK == TCA_STATS2:
-            end = start + length
-            start += NLATTR.size
-            break
-        start += (length + 3) & ~3 or 4      # `or 4`: a zero length must not loop forever
-    else:
+    found = _find_attribute(buf, start, end, TCA_STATS2)
+    if found is None:
         return ClassStats(0, 0, 0, 0)
+    at, length, _ = found
+    start, end = at + NLATTR.size, at + length
     nbytes = packets = drops = overlimits = 0
     while start < end:
         length, kind = unpack_attr(buf, start)
