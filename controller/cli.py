@@ -278,12 +278,20 @@ def customers_list(obj: Context, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--kind", type=click.Choice([k.value for k in CustomerKind]), default="customer", show_default=True)
 @click.option("--display-name", default="", help="Human-readable name (default: NAME).")
+@click.option("--snmp", "snmp_user", is_flag=True,
+              help="Give it SNMP access: an SNMPv3 user named NAME (SHA-256, AES, authPriv) with generated "
+                   "passphrases, printed once (see `csmm snmp user add` for more choices).")
 @pass_context
 @refusals_to_exit
-def customers_add(obj: Context, name: str, kind: str, display_name: str) -> None:
+def customers_add(obj: Context, name: str, kind: str, display_name: str, snmp_user: bool) -> None:
     """Add a customer or peer domain (domain manager only)."""
     customer = obj.service.add_customer(obj.principal, name, CustomerKind(kind), display_name)
     click.echo(f"added {customer.kind.value} {customer.name} (id {customer.id})")
+    if snmp_user:
+        from controller.northbound.snmp.access import DEFAULT_AUTH, DEFAULT_PRIV
+        from controller.northbound.snmp.commands import add_user
+
+        add_user(obj, name, name, DEFAULT_AUTH, DEFAULT_PRIV, None, None)
 
 
 # ---------------------------------------------------------------------------------------------- SLAs
@@ -666,11 +674,19 @@ def events_cmd(obj: Context, limit: int) -> None:
 @click.option("--counter-interval", type=click.FloatRange(min=0.1, max=3600), default=1.0, show_default=True,
               metavar="SECONDS", help="How often agents report per-class counters.")
 @click.option("--no-agents", is_flag=True, help="Do not start the agents' gRPC server.")
+@click.option("--snmp", "snmp_address", default="127.0.0.1:1161", show_default=True, metavar="HOST:PORT",
+              help="UDP address of the SNMP agent (SNMPv3 authPriv only; users from `csmm snmp user add`).")
+@click.option("--no-snmp", is_flag=True, help="Do not start the SNMP agent.")
+@click.option("--snmp-engine-id", metavar="HEX",
+              help="Fixed snmpEngineID (hex, 5-32 octets); default: one made on first start and stored.")
+@click.option("--snmp-location", default="", help="sysLocation of the SNMP agent.")
+@click.option("--snmp-contact", default="", help="sysContact of the SNMP agent.")
 @pass_context
 @refusals_to_exit
 def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
               agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, counter_interval: float,
-              no_agents: bool) -> None:
+              no_agents: bool, snmp_address: str, no_snmp: bool, snmp_engine_id: str | None, snmp_location: str,
+              snmp_contact: str) -> None:
     """Run the controller process until SIGINT/SIGTERM.
 
     Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
@@ -685,7 +701,30 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
         if (agents_tls is None) == (not agents_insecure_lab):
             raise click.UsageError("give --agents-tls DIR (mTLS) or --agents-insecure-lab (lab only), or --no-agents")
         agents = AgentListener(tuple(agent_addresses), agents_tls, agents_cert, round(counter_interval * 1000))
-    run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents)
+    snmp = None if no_snmp else _snmp_settings(snmp_address, snmp_engine_id, snmp_location, snmp_contact)
+    try:
+        run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp)
+    except OSError as exc:  # a port in use, an address not on this machine
+        raise click.ClickException(exc.strerror or str(exc)) from None
+
+
+def _snmp_settings(address: str, engine_id: str | None, location: str, contact: str) -> Any:
+    from controller.northbound.snmp.agent import SnmpSettings
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--snmp")
+    engine = None
+    if engine_id is not None:
+        try:
+            engine = bytes.fromhex(engine_id.removeprefix("0x"))
+        except ValueError:
+            raise click.BadParameter(f"{engine_id!r} is not hexadecimal", param_hint="--snmp-engine-id") from None
+        if not 5 <= len(engine) <= 32:
+            raise click.BadParameter(f"an engine ID has 5 to 32 octets, not {len(engine)}",
+                                     param_hint="--snmp-engine-id")
+    return SnmpSettings(host=host.strip("[]"), port=int(port), engine_id=engine, sys_location=location,
+                        sys_contact=contact)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -758,6 +797,13 @@ def _json(data: Any, indent: int | None = 2) -> str:
             return asdict(value)  # type: ignore[arg-type]
         raise TypeError(f"cannot encode {type(value).__name__}")
     return json.dumps(data, default=default, indent=indent, sort_keys=False)
+
+
+# Command groups of the northbound adapters live beside their adapter; they import this module's
+# helpers, so they are attached once everything above is defined.
+from controller.northbound.snmp.commands import snmp_group  # noqa: E402
+
+cli.add_command(snmp_group)
 
 
 def main() -> None:

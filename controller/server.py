@@ -1,8 +1,8 @@
 """The controller process (`csmm serve`): one asyncio loop hosting the adapters.
 
-Today: the southbound gRPC server for router agents, an HTTP endpoint with `/healthz` and the
-Prometheus `/metrics`, and a log line for every event the service layer emits. Northbound
-adapters (SNMP, NETCONF, web) plug in here as they land.
+Today: the southbound gRPC server for router agents, the SNMP agent (SNMPv3, CSM-MIB), an HTTP
+endpoint with `/healthz` and the Prometheus `/metrics`, and a log line for every event the service
+layer emits. The other northbound adapters (NETCONF, web) plug in here as they land.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from controller import __version__
 from controller.domain.principal import DOMAIN_MANAGER
+from controller.northbound.snmp.agent import SnmpAgent, SnmpSettings
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
 from controller.southbound.metrics import SouthboundCollector
@@ -54,9 +55,14 @@ def _log_event(event: Event) -> None:
     log.info("event %s %s by %s %s", event.type, event.subject, event.principal, event.payload)
 
 
-async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListener | None, stop: asyncio.Event) -> None:
+async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListener | None, stop: asyncio.Event,
+                snmp: SnmpSettings | None = None) -> None:
     southbound = None
     grpc_server = None
+    snmp_agent = None
+    if snmp is not None:
+        snmp_agent = SnmpAgent(service, snmp)
+        await snmp_agent.start()  # raises OSError (port in use, ...) before anything else starts
     if agents is not None:
         southbound = Southbound(service, counter_interval_ms=agents.counter_interval_ms,
                                 check_identity=agents.tls_dir is not None)
@@ -76,11 +82,13 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
         if southbound is not None and grpc_server is not None:
             await southbound.stop()
             await grpc_server.stop(grace=1)
+        if snmp_agent is not None:
+            await snmp_agent.stop()
         await runner.cleanup()
 
 
 def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path | None,
-                   agents: AgentListener | None = None) -> None:
+                   agents: AgentListener | None = None, snmp: SnmpSettings | None = None) -> None:
     service.bus.subscribe("", _log_event)
     if apply_file is not None:
         from controller.provisioning.apply import apply
@@ -94,6 +102,6 @@ def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(service, host, port, agents, stop)
+        await serve(service, host, port, agents, stop, snmp)
 
     asyncio.run(main())

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -114,6 +114,11 @@ class ServiceLayer:
                     for e in tx.events])
         self.bus.publish(tx.events)
 
+    def transaction(self, principal: Principal) -> AbstractContextManager[_Tx]:
+        """One write transaction for an adapter's own records (SNMP users, ...): events emitted on
+        the handle are stored in the same transaction and published once it commits."""
+        return self._write(principal)
+
     def _retrying(self, action: Callable[[], T]) -> T:
         """Retry a write that PostgreSQL aborted as a deadlock or serialization failure."""
         for attempt in range(5):
@@ -189,6 +194,16 @@ class ServiceLayer:
         columns = [c.label(f"sls_{c.name}") for c in SlsRow.__table__.c if c.name != "sla_id"]
         query = self._visible_slas(principal, customer, *columns).join(SlsRow, SlsRow.sla_id == SlaRow.id)
         return [(records.sla_from_columns(row), records.sls_from_columns(row)) for row in session.execute(query)]
+
+    def last_customer_changes(self, principal: Principal, sla_id: int | None = None) -> dict[int, datetime]:
+        """SLA id -> when its customer last changed the SLS (the change policy counts from it), for
+        the SLAs the principal may see that have had such a change; one SLA's only if given."""
+        with self.database.read() as session:
+            query = (self._visible_slas(principal, None, SlsRow.last_customer_change_at)
+                     .join(SlsRow, SlsRow.sla_id == SlaRow.id).where(SlsRow.last_customer_change_at.is_not(None)))
+            if sla_id is not None:
+                query = query.where(SlaRow.id == sla_id)
+            return {row.id: row.last_customer_change_at for row in session.execute(query)}
 
     def sls_history(self, principal: Principal, ref: SlaRef) -> list[SlsHistoryEntry]:
         with self.database.read() as session:

@@ -181,10 +181,13 @@ class SouthboundStore:
                     usage.updated_at = now
         return added
 
-    def usage(self) -> dict[tuple[str, str], tuple[int, int, int]]:
-        """(SLA, class) -> (octets, packets, drops) so far."""
+    def usage(self, since: datetime | None = None) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """(SLA, class) -> (octets, packets, drops) so far; only rows updated at or after `since` if given."""
+        query = select(ClassUsageRow)
+        if since is not None:
+            query = query.where(ClassUsageRow.updated_at >= since)
         with self.database.read() as session:
-            return {(r.sla, r.service_class): (r.octets, r.packets, r.drops) for r in session.scalars(select(ClassUsageRow))}
+            return {(r.sla, r.service_class): (r.octets, r.packets, r.drops) for r in session.scalars(query)}
 
 
 def _status(router: str, agent: AgentRow | None, sent: RouterConfigRow | None) -> AgentStatus:

@@ -216,6 +216,47 @@ class ClassUsageRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+# ------------------------------------------------------------------------------------- SNMP northbound
+
+class SnmpUserRow(Base):
+    """An SNMPv3 USM user: a customer's (or peer's) NMS, or the domain manager's (customer_id NULL).
+
+    Only master keys (RFC 3414 A.2: the passphrase stretched through the hash) are kept, never the
+    passphrases; they are localized to the engine ID when the agent starts."""
+
+    __tablename__ = "snmp_users"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True, index=True)
+    auth_protocol: Mapped[str] = mapped_column(String(16))
+    priv_protocol: Mapped[str] = mapped_column(String(16))
+    auth_key: Mapped[str] = mapped_column(String(128))  # hex master key
+    priv_key: Mapped[str] = mapped_column(String(128))  # hex master key
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SnmpTargetRow(Base):
+    """Where notifications go: a trap receiver of a customer (its own SLAs only) or of the domain
+    manager (customer_id NULL: every SLA), sent as `user` with authPriv."""
+
+    __tablename__ = "snmp_targets"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True, index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    user: Mapped[str] = mapped_column(ForeignKey("snmp_users.name"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SnmpEngineRow(Base):
+    """The agent's snmpEngineID and snmpEngineBoots (RFC 3414: boots must grow across restarts,
+    or managers reject the agent's messages as replays)."""
+
+    __tablename__ = "snmp_engine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    engine_id: Mapped[str] = mapped_column(String(64))  # hex
+    boots: Mapped[int] = mapped_column(BigInteger)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
            "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
-           "UtcDateTime"]
+           "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "UtcDateTime"]
