@@ -157,7 +157,7 @@ def test_serve_runs_the_controller_until_sigterm(db: str, tmp_path: Path) -> Non
     assert refused.returncode == 2 and "--agents-tls DIR (mTLS) or --agents-insecure-lab" in refused.stderr
     port, agents_port = _free_port(), _free_port()
     process = subprocess.Popen([CSMM, "--db", db, "serve", "--http", f"127.0.0.1:{port}", "--apply", str(DEMO_FILE),
-                                "--agents", f"127.0.0.1:{agents_port}", "--agents-tls", str(pki)],
+                                "--agents", f"127.0.0.1:{agents_port}", "--agents-tls", str(pki), "--no-snmp"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30

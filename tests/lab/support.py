@@ -92,6 +92,9 @@ class Controller:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.http_port = s.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.snmp_port = s.getsockname()[1]  # not the default 1161: several controllers may run at once
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -99,7 +102,8 @@ class Controller:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [BIN / "csmm", "--db", self.url, *self.options, "serve", "--apply", self.provisioning, *self.agent_args,
-                 "--http", f"127.0.0.1:{self.http_port}"], stdout=log, stderr=log)
+                 "--http", f"127.0.0.1:{self.http_port}", "--snmp", f"127.0.0.1:{self.snmp_port}"],
+                stdout=log, stderr=log)
         wait_for("the controller's health endpoint", self._healthy, 30)
 
     def _healthy(self) -> bool:
