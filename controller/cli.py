@@ -681,12 +681,14 @@ def events_cmd(obj: Context, limit: int) -> None:
               help="Fixed snmpEngineID (hex, 5-32 octets); default: one made on first start and stored.")
 @click.option("--snmp-location", default="", help="sysLocation of the SNMP agent.")
 @click.option("--snmp-contact", default="", help="sysContact of the SNMP agent.")
+@click.option("--snmp-no-fast-path", is_flag=True,
+              help="Answer every SNMP request through pysnmp's message layer (5-10x slower; for comparison).")
 @pass_context
 @refusals_to_exit
 def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
               agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, counter_interval: float,
               no_agents: bool, snmp_address: str, no_snmp: bool, snmp_engine_id: str | None, snmp_location: str,
-              snmp_contact: str) -> None:
+              snmp_contact: str, snmp_no_fast_path: bool) -> None:
     """Run the controller process until SIGINT/SIGTERM.
 
     Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
@@ -701,14 +703,15 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
         if (agents_tls is None) == (not agents_insecure_lab):
             raise click.UsageError("give --agents-tls DIR (mTLS) or --agents-insecure-lab (lab only), or --no-agents")
         agents = AgentListener(tuple(agent_addresses), agents_tls, agents_cert, round(counter_interval * 1000))
-    snmp = None if no_snmp else _snmp_settings(snmp_address, snmp_engine_id, snmp_location, snmp_contact)
+    snmp = None if no_snmp else _snmp_settings(snmp_address, snmp_engine_id, snmp_location, snmp_contact,
+                                                not snmp_no_fast_path)
     try:
         run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp)
     except OSError as exc:  # a port in use, an address not on this machine
         raise click.ClickException(exc.strerror or str(exc)) from None
 
 
-def _snmp_settings(address: str, engine_id: str | None, location: str, contact: str) -> Any:
+def _snmp_settings(address: str, engine_id: str | None, location: str, contact: str, fast_path: bool) -> Any:
     from controller.northbound.snmp.agent import SnmpSettings
 
     host, _, port = address.rpartition(":")
@@ -724,7 +727,7 @@ def _snmp_settings(address: str, engine_id: str | None, location: str, contact: 
             raise click.BadParameter(f"an engine ID has 5 to 32 octets, not {len(engine)}",
                                      param_hint="--snmp-engine-id")
     return SnmpSettings(host=host.strip("[]"), port=int(port), engine_id=engine, sys_location=location,
-                        sys_contact=contact)
+                        sys_contact=contact, fast_path=fast_path)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -97,8 +97,9 @@ class SnmpController:
 
     OPTIONS = ["--overbooking", "3"]  # SLA reservations may exceed the thin link; SLSs may not
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fast_path: bool = True) -> None:
         self.directory = directory
+        self.fast_path = fast_path
         self.url = f"sqlite:///{directory}/csmm.sqlite3"
         self.port = free_udp_port()
         self.log = directory / "serve.log"
@@ -123,7 +124,8 @@ class SnmpController:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [CSMM, "--db", self.url, *self.OPTIONS, "serve", "--no-agents", "--http",
-                 f"127.0.0.1:{free_tcp_port()}", "--snmp", f"127.0.0.1:{self.port}", "--snmp-engine-id", ENGINE_ID],
+                 f"127.0.0.1:{free_tcp_port()}", "--snmp", f"127.0.0.1:{self.port}", "--snmp-engine-id", ENGINE_ID,
+                 *([] if self.fast_path else ["--snmp-no-fast-path"])],
                 stdout=log, stderr=subprocess.STDOUT)
         wait_until("the SNMP agent", lambda: "SNMP agent on udp" in self.log.read_text()[offset:]
                    or self.process is None or self.process.poll() is not None)

@@ -343,6 +343,7 @@ def test_engine_boots_grow_across_restarts(tmp_path: Path) -> None:
         finally:
             controller.stop()
     assert boots[1] == boots[0] + 1
+    assert "stopped: 2 reads answered on the fast path" in controller.log.read_text()  # not pysnmp's layer
     assert engine_id.replace(" ", "").replace('"', "").strip().lower() == "80007ed905c5a0000000000001"
     assert f"engine ID 0x80007ed905c5a0000000000001, boots {boots[1]}" in controller.csmm("snmp", "engine").stdout
 
@@ -357,3 +358,31 @@ def test_a_port_in_use_fails_the_start_with_a_clear_error(tmp_path: Path) -> Non
     assert result.returncode != 0
     expected = f"SNMP agent cannot listen on udp 127.0.0.1:{controller.port}: Address already in use"
     assert expected in result.stderr
+
+
+def test_the_fast_path_answers_exactly_as_pysnmp_does(agent: SnmpController, tmp_path: Path) -> None:
+    """Reads answered by fastpath.py and by pysnmp's message layer (--snmp-no-fast-path) are the
+    same, varbind for varbind, on the same data."""
+    slow = SnmpController(tmp_path, fast_path=False)
+    slow.url = agent.url  # the same database (SQLite, read-only here)
+    slow.start()
+    try:
+        requests = [("snmpbulkwalk", ACME, "-On", "-Cr7", CSM), ("snmpwalk", GLOBEX, "-On", "1.3.6.1.4.1"),
+                    ("snmpbulkwalk", NOC, "-On", "-Cr50", CSM),
+                    ("snmpget", NOC, "-On", f"{SLA_ENTRY}.2.1", f"{SLA_ENTRY}.9.2", f"{SLA_ENTRY}.99.1",
+                     f"{CSM}.1.4.1.2.3.2"),
+                    ("snmpgetnext", ACME, "-On", f"{SLS_ENTRY}.1", f"{CSM}.1.4", "1.3.6.1.2.1.1.9"),
+                    ("snmpbulkget", PEER, "-On", "-Cn1", "-Cr5", "1.3.6.1.2.1.1.4", CSM, f"{CSM}.1.4.1.3")]
+        for tool, user, *args in requests:
+            fast = agent.snmp(tool, user, *args, check=True).stdout
+            pysnmp = slow.snmp(tool, user, *args, check=True).stdout
+            assert _without_clocks(fast) == _without_clocks(pysnmp), (tool, user.name, args)
+    finally:
+        slow.stop()
+    assert "stopped: 0 reads answered on the fast path" in slow.log.read_text()
+
+
+def _without_clocks(output: str) -> str:
+    """Tool output without the values that move by themselves (uptimes, engine time, packet counts)."""
+    moving = (".1.3.6.1.2.1.1.3.0", ".1.3.6.1.6.3.10.2.1", ".1.3.6.1.2.1.11.1.0")
+    return "\n".join(line for line in output.splitlines() if not line.startswith(moving))

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +40,7 @@ from controller.southbound.store import SouthboundStore
 from controller.store.schema import EventRow
 
 from . import access
+from .fastpath import Decline, FastPath, engine_clock, fast_user
 from .view import (
     CLASS_NUMBERS,
     CONFORMANCE_ENTRY,
@@ -93,6 +95,7 @@ class SnmpSettings:
     sys_location: str = ""
     bulk_max_varbinds: int = 1000      # per GETBULK response, besides the size the manager accepts
     usage_interval_s: float = 1.0      # how often the per-class counters are re-read
+    fast_path: bool = True             # answer plain authPriv reads without pysnmp (fastpath.py)
 
 
 class CsmResponder(CommandResponderBase):
@@ -177,6 +180,30 @@ class CsmResponder(CommandResponderBase):
         self.release_state_information(state)
 
 
+def _fast_transport(base: type) -> type:
+    """pysnmp's UDP transport, offering each datagram to the fast path before pysnmp sees it."""
+
+    class FastTransport(base):  # type: ignore[misc, valid-type]
+        fast_path: FastPath | None = None
+
+        def datagram_received(self, datagram: bytes, address: Any) -> None:
+            if self.fast_path is not None and self.transport is not None:
+                try:
+                    self.transport.sendto(self.fast_path.answer(datagram), address)
+                    return
+                except Decline:
+                    pass
+                except Exception:  # a bug here must not cost the answer: pysnmp still gives one
+                    log.exception("SNMP fast path failed; pysnmp answers")
+            super().datagram_received(datagram, address)
+
+    return FastTransport
+
+
+FastUdpTransport = _fast_transport(udp.UdpTransport)
+FastUdp6Transport = _fast_transport(udp6.Udp6Transport)
+
+
 def _encoded_size(varbind: VarBind) -> int:
     """An upper estimate of a varbind's BER size, to keep a GETBULK response within the size asked."""
     oid, value = varbind
@@ -203,6 +230,8 @@ class SnmpAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._notified: set[tuple[int, int]] = set()  # (SLA id, SLS version) already announced
         self.bound: tuple[str, int] | None = None
+        self.fast_path: FastPath | None = None
+        self.engine_time: Callable[[], int] = lambda: int(time.monotonic() - self._started)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -216,7 +245,12 @@ class SnmpAgent:
         (engine_boots,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
         engine_boots.syntax = engine_boots.syntax.clone(boots)
         domain = udp6.DOMAIN_NAME if sock.family == socket.AF_INET6 else udp.DOMAIN_NAME
-        transport = (udp6.Udp6Transport() if sock.family == socket.AF_INET6 else udp.UdpTransport())
+        transport = (FastUdp6Transport() if sock.family == socket.AF_INET6 else FastUdpTransport())
+        (engine_time,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineTime")
+        self.engine_time = engine_clock(int(engine_time.syntax))  # the load epoch; clone() gives the age
+        self.fast_path = FastPath(lambda: self.tree, engine_id, boots, self.engine_time,
+                                  self.settings.bulk_max_varbinds) if self.settings.fast_path else None
+        transport.fast_path = self.fast_path
         config.add_transport(engine, domain, transport.open_server_mode(sock=sock))
         self._domain = domain
         config.add_context(engine, "")  # VACM checks notifications against the default context
@@ -239,6 +273,8 @@ class SnmpAgent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.engine is not None:
             self.engine.close_dispatcher()
+        answered = self.fast_path.answered if self.fast_path else 0
+        log.info("SNMP agent stopped: %d reads answered on the fast path", answered)
 
     def _bind(self) -> socket.socket:
         """Bind the UDP socket ourselves: pysnmp's open_server_mode would swallow a bind error."""
@@ -274,6 +310,10 @@ class SnmpAgent:
             # VACM only gates what *we* send (notifications); requests never reach it.
             config.add_vacm_user(self.engine, USM, k.user.name, "authPriv", notifySubTree=CSM_MIB)
             self._principals[k.user.name] = k.user.principal
+        if self.fast_path is not None:
+            engine_id = self.fast_path.engine_id
+            self.fast_path.users = {k.user.name.encode(): fast_user(k.user.principal, k.user.auth_protocol, k.auth_key,
+                                                                    k.priv_key, engine_id) for k in keys}
         self._configure_targets(self.access.targets())
 
     def _configure_targets(self, targets: list[access.SnmpTarget]) -> None:
@@ -314,16 +354,17 @@ class SnmpAgent:
             7: lambda: rfc1902.Integer32(72),  # application + end-to-end (RFC 3418)
             8: lambda: rfc1902.TimeTicks(0),
         })
+        in_packets = stock("__SNMPv2-MIB", "snmpInPkts")
         snmp = Scalars(SNMP_GROUP, {
-            1: stock("__SNMPv2-MIB", "snmpInPkts"), 3: stock("__SNMPv2-MIB", "snmpInBadVersions"),
+            1: lambda: rfc1902.Counter32((int(in_packets()) + (self.fast_path.answered if self.fast_path else 0))
+                                         % 2**32), 3: stock("__SNMPv2-MIB", "snmpInBadVersions"),
             4: stock("__SNMPv2-MIB", "snmpInBadCommunityNames"), 5: stock("__SNMPv2-MIB", "snmpInBadCommunityUses"),
             6: stock("__SNMPv2-MIB", "snmpInASNParseErrs"), 30: lambda: rfc1902.Integer32(2),  # authen traps off
             31: stock("__SNMPv2-MIB", "snmpSilentDrops"), 32: stock("__SNMPv2-MIB", "snmpProxyDrops"),
         })
-        started = self._started
         engine_group = Scalars(SNMP_ENGINE, {
             1: stock("__SNMP-FRAMEWORK-MIB", "snmpEngineID"), 2: stock("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots"),
-            3: lambda: rfc1902.Integer32(int(time.monotonic() - started)),
+            3: lambda: rfc1902.Integer32(self.engine_time()),
             4: stock("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize"),
         })
         service = Scalars(CSM_SERVICE, {1: lambda: text(catalog.service), 2: lambda: text(catalog.currency)})
