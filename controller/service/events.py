@@ -23,6 +23,11 @@ SLA_CHANGED = "sla.changed"
 SLA_STATE_CHANGED = "sla.state-changed"
 SLS_CHANGED = "sls.changed"
 TOPOLOGY_CHANGED = "topology.changed"
+# Feedback (issue 7) emits these; their payload: sla_id, customer, service_class, metric (a
+# CSM-MIB CsmMetric name: throughput, loss, availability, outageDuration, delay, delayVariation),
+# measured and bound (integers in that metric's CSM-MIB unit).
+SLA_VIOLATION = "sla.violation"
+SLA_CLEARED = "sla.cleared"
 
 
 @dataclass(frozen=True)

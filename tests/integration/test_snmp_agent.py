@@ -34,6 +34,7 @@ from pysnmp.proto import rfc1902
 
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.domain.sls import SlsHistoryEntry
+from controller.service.events import SLA_CLEARED, SLA_VIOLATION
 from tests.integration.snmp_support import ACME, GLOBEX, NOC, PEER, SnmpController, TrapReceiver, User, wait_until
 
 CSM = "1.3.6.1.4.1.32473"
@@ -158,6 +159,7 @@ def test_a_customer_changes_its_sls_then_waits_and_receivers_learn_of_it(
         agent: SnmpController, sla_ids: dict[str, int], tmp_path: Path) -> None:
     acme_traps, globex_traps, noc_traps = (TrapReceiver(tmp_path / n, u) for n, u in
                                            (("acme", ACME), ("globex", GLOBEX), ("noc", NOC)))
+    log_from = len(agent.log.read_text())
     for receiver, customer in ((acme_traps, "acme"), (globex_traps, "globex"), (noc_traps, None)):
         receiver.start()
         owner = ["--customer", customer] if customer else []
@@ -166,7 +168,8 @@ def test_a_customer_changes_its_sls_then_waits_and_receivers_learn_of_it(
     try:
         acme = sla_ids["acme-hq"]
         before = sls(agent, "acme-hq")["version"]
-        wait_until("the agent to load the targets", lambda: "3 notification targets" in agent.log.read_text())
+        wait_until("the agent to load the targets",
+                   lambda: "3 notification targets" in agent.log.read_text()[log_from:])
         done = agent.snmp("snmpset", ACME, f"CSM-MIB::csmSlsClass.{acme}", "i", "2",
                           f"CSM-MIB::csmSlsBandwidth.{acme}", "u", "4500")
         assert done.returncode == 0, done.stderr
@@ -386,3 +389,37 @@ def _without_clocks(output: str) -> str:
     """Tool output without the values that move by themselves (uptimes, engine time, packet counts)."""
     moving = (".1.3.6.1.2.1.1.3.0", ".1.3.6.1.6.3.10.2.1", ".1.3.6.1.2.1.11.1.0")
     return "\n".join(line for line in output.splitlines() if not line.startswith(moving))
+
+
+def test_violation_and_clear_events_become_traps_for_that_customer_only(
+        agent: SnmpController, sla_ids: dict[str, int], tmp_path: Path) -> None:
+    """Feedback (issue 7) stores sla.violation / sla.cleared events; the agent turns each into one
+    csmSlaViolation / csmSlaCleared trap, here from another process's event, as the log brings it."""
+    acme_traps, globex_traps = TrapReceiver(tmp_path / "acme", ACME), TrapReceiver(tmp_path / "globex", GLOBEX)
+    log_from = len(agent.log.read_text())
+    for receiver, customer in ((acme_traps, "acme"), (globex_traps, "globex")):
+        receiver.start()
+        agent.csmm("snmp", "target", "add", f"v-{customer}", "--address", "127.0.0.1", "--port", str(receiver.port),
+                   "--user", receiver.user.name, "--customer", customer)
+    service = agent.service()
+    try:
+        wait_until("the targets", lambda: "2 notification targets" in agent.log.read_text()[log_from:])
+        acme = sla_ids["acme-hq"]
+        for event_type in (SLA_VIOLATION, SLA_CLEARED):
+            with service.transaction(DOMAIN_MANAGER) as tx:
+                tx.emit(event_type, "sla:acme-hq", sla_id=acme, customer="acme", service_class="gold", metric="loss",
+                        measured=25000 if event_type == SLA_VIOLATION else 400, bound=1000)
+        traps = str(wait_until("both traps", lambda: "csmSlaCleared" in acme_traps.text() and acme_traps.text()))
+        violation, cleared = traps.index("csmSlaViolation"), traps.index("csmSlaCleared")
+        assert violation < cleared and traps.count("csmSlaViolation") == 1
+        assert f'csmSlaName.{acme} = STRING: acme-hq' in traps
+        assert "csmNotifyClass.0 = INTEGER: gold(1)" in traps and "csmNotifyMetric.0 = INTEGER: loss(2)" in traps
+        assert "csmNotifyMeasured.0 = Gauge32: 25000" in traps[violation:cleared]
+        assert "csmNotifyMeasured.0 = Gauge32: 400" in traps[cleared:]
+        assert "csmNotifyBound.0 = Gauge32: 1000" in traps
+        assert "csmSla" not in globex_traps.text()
+    finally:
+        service.database.dispose()
+        for receiver, customer in ((acme_traps, "acme"), (globex_traps, "globex")):
+            agent.csmm("snmp", "target", "remove", f"v-{customer}", check=False)
+            receiver.stop()

@@ -34,7 +34,7 @@ from controller import __version__
 from controller.domain.catalog import ServiceClassName
 from controller.domain.errors import NotFound
 from controller.domain.principal import DOMAIN_MANAGER, Principal
-from controller.service.events import SLS_CHANGED, Event
+from controller.service.events import SLA_CLEARED, SLA_VIOLATION, SLS_CHANGED, Event
 from controller.service.layer import ServiceLayer
 from controller.southbound.store import SouthboundStore
 from controller.store.schema import EventRow
@@ -46,6 +46,8 @@ from .view import (
     CONFORMANCE_ENTRY,
     CSM_MIB,
     CSM_SERVICE,
+    METRIC_NUMBERS,
+    NOTIFY_OBJECTS,
     SLA_COLUMNS,
     SLA_CUSTOMER,
     SLA_ENTRY,
@@ -57,6 +59,7 @@ from .view import (
     SNMP_ENGINE,
     SNMP_GROUP,
     SYSTEM,
+    UNSIGNED32_MAX,
     EmptyTable,
     MibData,
     MibTree,
@@ -71,6 +74,8 @@ from .view import (
     parse_set,
     text,
 )
+from .view import SLA_CLEARED as SLA_CLEARED_OID
+from .view import SLA_VIOLATION as SLA_VIOLATION_OID
 from .view import SLS_CHANGED as SLS_CHANGED_OID
 
 log = logging.getLogger("csmm.snmp")
@@ -229,6 +234,8 @@ class SnmpAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._notified: set[tuple[int, int]] = set()  # (SLA id, SLS version) already announced
+        self._announced: set[tuple[str, str, datetime]] = set()  # violations/clears already sent
+        self._access_lock = asyncio.Lock()
         self.bound: tuple[str, int] | None = None
         self.fast_path: FastPath | None = None
         self.engine_time: Callable[[], int] = lambda: int(time.monotonic() - self._started)
@@ -256,7 +263,7 @@ class SnmpAgent:
         config.add_context(engine, "")  # VACM checks notifications against the default context
         self.data = await asyncio.to_thread(self._load_all)
         self.tree = self._build_tree(engine)
-        await asyncio.to_thread(self._load_access)
+        self._apply_access(*await asyncio.to_thread(self._read_access))
         CsmResponder(engine, snmp_context.SnmpContext(engine), self)
         engine.open_dispatcher()
         for prefix in ("sla.", "sls.", "snmp."):
@@ -295,10 +302,13 @@ class SnmpAgent:
     def principal_of(self, user: str) -> Principal | None:
         return self._principals.get(user)
 
-    def _load_access(self) -> None:
-        """(Re)configure USM users and notification targets from the database."""
+    def _read_access(self) -> tuple[list[access.UserKeys], list[access.SnmpTarget]]:
+        return self.access.user_keys(), self.access.targets()
+
+    def _apply_access(self, keys: list[access.UserKeys], targets: list[access.SnmpTarget]) -> None:
+        """(Re)configure USM users and notification targets. In the loop's thread only: pysnmp's
+        configuration is not thread-safe, and requests are being served from it."""
         assert self.engine is not None
-        keys = self.access.user_keys()
         wanted = {k.user.name for k in keys}
         for name in set(self._principals) - wanted:
             config.delete_v3_user(self.engine, name)
@@ -314,7 +324,7 @@ class SnmpAgent:
             engine_id = self.fast_path.engine_id
             self.fast_path.users = {k.user.name.encode(): fast_user(k.user.principal, k.user.auth_protocol, k.auth_key,
                                                                     k.priv_key, engine_id) for k in keys}
-        self._configure_targets(self.access.targets())
+        self._configure_targets(targets)
 
     def _configure_targets(self, targets: list[access.SnmpTarget]) -> None:
         assert self.engine is not None
@@ -408,6 +418,8 @@ class SnmpAgent:
             self._pending.add(int(event.payload["sla_id"]))
         if event.type == SLS_CHANGED:
             self._notify_sls_changed(event)
+        elif event.type in (SLA_VIOLATION, SLA_CLEARED):
+            self._notify_conformance(event)
         self._wake.set()
 
     def sls_changed_here(self, sla_id: int, sls: Any) -> None:
@@ -425,9 +437,7 @@ class SnmpAgent:
             reload_access, self._reload_all = self._reload_all, False
             try:
                 if reload_access:
-                    await asyncio.to_thread(self._load_access)
-                    log.info("SNMP access reloaded: %d users, %d notification targets", len(self._principals),
-                             len(self._targets))
+                    await self._reload_access()
                 if len(pending) > FULL_RELOAD_ABOVE:
                     self.data.reset(await asyncio.to_thread(self._load_all))
                 for sla_id in sorted(pending) if len(pending) <= FULL_RELOAD_ABOVE else ():
@@ -439,6 +449,12 @@ class SnmpAgent:
                                                self.data.rows[sla_id].usage if sla_id in self.data.rows else {}))
             except Exception:  # the database is briefly unavailable: keep serving what we have
                 log.exception("refreshing SNMP data")
+
+    async def _reload_access(self) -> None:
+        self._reload_all = False
+        async with self._access_lock:  # the watcher and the refresh loop both reload: one at a time, in order
+            self._apply_access(*await asyncio.to_thread(self._read_access))
+        log.info("SNMP access reloaded: %d users, %d notification targets", len(self._principals), len(self._targets))
 
     async def _watch_event_log(self) -> None:
         """Changes made by another process (the csmm CLI, another replica) come through the event log."""
@@ -452,6 +468,10 @@ class SnmpAgent:
                 continue
             for event in events:
                 last = max(last, event.id or last)
+                if event.type.startswith("snmp."):
+                    # Users and targets first: a notification later in this batch must reach a
+                    # target added before it.
+                    await self._reload_access()
                 self._note(event)
 
     def _last_event_id(self) -> int:
@@ -503,6 +523,28 @@ class SnmpAgent:
             (SLS_ENTRY + (3, sla_id), rfc1902.Unsigned32(int(payload["version"]))),
         ]
         self.send_notification(customer, varbinds)
+
+    def _notify_conformance(self, event: Event) -> None:
+        """csmSlaViolation or csmSlaCleared, from a feedback event (see controller.service.events);
+        once, though this process's events arrive from the bus and again from the event log."""
+        key = (event.type, event.subject, event.at)
+        if key in self._announced or self.engine is None:
+            return
+        self._announced.add(key)
+        payload = event.payload
+        sla_id = int(payload["sla_id"])
+        trap = SLA_VIOLATION_OID if event.type == SLA_VIOLATION else SLA_CLEARED_OID
+        varbinds = [
+            (SYS_UP_TIME, self.uptime()),
+            (SNMP_TRAP_OID, rfc1902.ObjectIdentifier(trap)),
+            (SLA_ENTRY + (SLA_CUSTOMER, sla_id), text(str(payload["customer"]))),
+            (SLA_ENTRY + (SLA_NAME, sla_id), text(event.subject.partition(":")[2])),
+            (NOTIFY_OBJECTS + (1, 0), rfc1902.Integer32(CLASS_NUMBERS[ServiceClassName(payload["service_class"])])),
+            (NOTIFY_OBJECTS + (2, 0), rfc1902.Integer32(METRIC_NUMBERS[str(payload["metric"])])),
+            (NOTIFY_OBJECTS + (3, 0), rfc1902.Unsigned32(min(int(payload["measured"]), UNSIGNED32_MAX))),
+            (NOTIFY_OBJECTS + (4, 0), rfc1902.Unsigned32(min(int(payload["bound"]), UNSIGNED32_MAX))),
+        ]
+        self.send_notification(str(payload["customer"]), varbinds)
 
     def send_notification(self, customer: str, varbinds: list[VarBind]) -> int:
         """Send to the domain manager's targets and to `customer`'s own; returns how many targets."""

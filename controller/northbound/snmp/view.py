@@ -44,7 +44,12 @@ SLS_ENTRY: OID = CSM_MIB + (1, 3, 1)
 STATS_ENTRY: OID = CSM_MIB + (1, 4, 1)
 CONFORMANCE_ENTRY: OID = CSM_MIB + (1, 5, 1)
 NOTIFICATIONS: OID = CSM_MIB + (0,)
+SLA_VIOLATION: OID = NOTIFICATIONS + (1,)
+SLA_CLEARED: OID = NOTIFICATIONS + (2,)
 SLS_CHANGED: OID = NOTIFICATIONS + (3,)
+NOTIFY_OBJECTS: OID = CSM_MIB + (1, 6)  # csmNotifyClass .1, csmNotifyMetric .2, Measured .3, Bound .4
+METRIC_NUMBERS = {"throughput": 1, "loss": 2, "availability": 3, "outageDuration": 4, "delay": 5,
+                  "delayVariation": 6}
 SLS_CLASS, SLS_BANDWIDTH = 1, 2  # the two writable columns of csmSlsEntry
 SLA_NAME, SLA_CUSTOMER = 2, 3
 
