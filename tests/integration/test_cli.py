@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -199,3 +200,25 @@ def test_domain_manager_creates_and_changes_an_sla(demo_db: str) -> None:
     assert bad.returncode == 2 and "CLASS=MIN:MAX" in bad.stderr
     denied = run(demo_db, "--as", "customer:hooli", "sla", "set", "hooli-1", "--bounds", "silver=1M:2M", check=False)
     assert denied.returncode == 3 and "only the domain manager" in denied.stderr
+
+
+def test_a_customer_added_with_snmp_access_gets_its_user(demo_db: str) -> None:
+    added = run(demo_db, "customers", "add", "hooli", "--snmp").stdout
+    assert "added SNMP user hooli for hooli (SHA-256, AES, authPriv)" in added
+    secrets = re.findall(r"^  (auth|priv): (\S+)$", added, flags=re.M)
+    assert [kind for kind, _ in secrets] == ["auth", "priv"] and all(len(p) >= 20 for _, p in secrets)
+    listed = run(demo_db, "snmp", "users").stdout
+    assert re.search(r"^hooli\s+hooli\s+SHA-256\s+AES$", listed, flags=re.M)
+    assert all(p not in listed for _, p in secrets)  # shown once, never again
+
+
+def test_snmp_users_are_the_domain_managers_and_checked(demo_db: str) -> None:
+    refused = run(demo_db, "--as", "customer:acme", "snmp", "users", check=False)
+    assert refused.returncode == 3 and "only the domain manager may list SNMP users" in refused.stderr
+    short = subprocess.run([CSMM, "--db", demo_db, "snmp", "user", "add", "x1", "--customer", "acme",
+                            "--passphrases-from-stdin"], input="short\nalso-short\n", capture_output=True, text=True)
+    assert short.returncode == 3
+    assert "the auth passphrase must have at least 8 characters" in short.stderr and "bound: 8" in short.stderr
+    unknown = run(demo_db, "snmp", "user", "add", "x2", "--customer", "nobody", check=False)
+    assert unknown.returncode == 3 and "no customer 'nobody'" in unknown.stderr
+    assert "x1" not in run(demo_db, "snmp", "users").stdout  # nothing half-made
