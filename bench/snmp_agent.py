@@ -396,7 +396,7 @@ def provision(lab: Lab, customers: int) -> str:
 
 def start_csmm(lab: Lab, name: str, url: str, port: int, http_port: int) -> None:
     env = {**os.environ, "CSMM_DB": url}
-    lab.start(name, lab.in_netns(str(CSMM), "serve", "--no-agents", "--http", f"127.0.0.1:{http_port}",
+    lab.start(name, lab.in_netns(str(CSMM), "serve", "--no-agents", "--no-netconf", "--http", f"127.0.0.1:{http_port}",
                                  "--snmp", f"127.0.0.1:{port}"), env=env)
 
 

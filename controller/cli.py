@@ -681,6 +681,12 @@ def events_cmd(obj: Context, limit: int) -> None:
               help="Fixed snmpEngineID (hex, 5-32 octets); default: one made on first start and stored.")
 @click.option("--snmp-location", default="", help="sysLocation of the SNMP agent.")
 @click.option("--snmp-contact", default="", help="sysContact of the SNMP agent.")
+@click.option("--netconf", "netconf_address", default="127.0.0.1:2022", show_default=True, metavar="HOST:PORT",
+              help="Where the NETCONF server listens (SSH, subsystem netconf; logins from `csmm netconf user add`).")
+@click.option("--no-netconf", is_flag=True, help="Do not start the NETCONF server.")
+@click.option("--netconf-host-key", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("var/netconf/ssh_host_ed25519_key"), show_default=True,
+              help="The NETCONF server's SSH host key; made on first start if missing.")
 @click.option("--snmp-no-fast-path", is_flag=True,
               help="Answer every SNMP request through pysnmp's message layer (5-10x slower; for comparison).")
 @pass_context
@@ -688,7 +694,8 @@ def events_cmd(obj: Context, limit: int) -> None:
 def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
               agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, counter_interval: float,
               no_agents: bool, snmp_address: str, no_snmp: bool, snmp_engine_id: str | None, snmp_location: str,
-              snmp_contact: str, snmp_no_fast_path: bool) -> None:
+              snmp_contact: str, netconf_address: str, no_netconf: bool, netconf_host_key: Path,
+              snmp_no_fast_path: bool) -> None:
     """Run the controller process until SIGINT/SIGTERM.
 
     Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
@@ -705,18 +712,29 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
         agents = AgentListener(tuple(agent_addresses), agents_tls, agents_cert, round(counter_interval * 1000))
     snmp = None if no_snmp else _snmp_settings(snmp_address, snmp_engine_id, snmp_location, snmp_contact,
                                                 not snmp_no_fast_path)
+    netconf = None
+    if not no_netconf:
+        from controller.northbound.netconf.server import NetconfSettings
+
+        netconf_host, netconf_port = _host_port(netconf_address, "--netconf")
+        netconf = NetconfSettings(netconf_host, netconf_port, netconf_host_key)
     try:
-        run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp)
+        run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp, netconf)
     except OSError as exc:  # a port in use, an address not on this machine
         raise click.ClickException(exc.strerror or str(exc)) from None
+
+
+def _host_port(address: str, option: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint=option)
+    return host.strip("[]"), int(port)
 
 
 def _snmp_settings(address: str, engine_id: str | None, location: str, contact: str, fast_path: bool) -> Any:
     from controller.northbound.snmp.agent import SnmpSettings
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{address!r} is not HOST:PORT", param_hint="--snmp")
+    host, port = _host_port(address, "--snmp")
     engine = None
     if engine_id is not None:
         try:
@@ -726,7 +744,7 @@ def _snmp_settings(address: str, engine_id: str | None, location: str, contact: 
         if not 5 <= len(engine) <= 32:
             raise click.BadParameter(f"an engine ID has 5 to 32 octets, not {len(engine)}",
                                      param_hint="--snmp-engine-id")
-    return SnmpSettings(host=host.strip("[]"), port=int(port), engine_id=engine, sys_location=location,
+    return SnmpSettings(host=host, port=port, engine_id=engine, sys_location=location,
                         sys_contact=contact, fast_path=fast_path)
 
 
@@ -804,9 +822,11 @@ def _json(data: Any, indent: int | None = 2) -> str:
 
 # Command groups of the northbound adapters live beside their adapter; they import this module's
 # helpers, so they are attached once everything above is defined.
+from controller.northbound.netconf.commands import netconf_group  # noqa: E402
 from controller.northbound.snmp.commands import snmp_group  # noqa: E402
 
 cli.add_command(snmp_group)
+cli.add_command(netconf_group)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from controller import __version__
 from controller.domain.principal import DOMAIN_MANAGER
+from controller.northbound.netconf.server import NetconfServer, NetconfSettings
 from controller.northbound.snmp.agent import SnmpAgent, SnmpSettings
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
@@ -56,13 +57,17 @@ def _log_event(event: Event) -> None:
 
 
 async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListener | None, stop: asyncio.Event,
-                snmp: SnmpSettings | None = None) -> None:
+                snmp: SnmpSettings | None = None, netconf: NetconfSettings | None = None) -> None:
     southbound = None
     grpc_server = None
     snmp_agent = None
+    netconf_server = None
     if snmp is not None:
         snmp_agent = SnmpAgent(service, snmp)
         await snmp_agent.start()  # raises OSError (port in use, ...) before anything else starts
+    if netconf is not None:
+        netconf_server = NetconfServer(service, netconf)
+        await netconf_server.start()
     if agents is not None:
         southbound = Southbound(service, counter_interval_ms=agents.counter_interval_ms,
                                 check_identity=agents.tls_dir is not None)
@@ -84,11 +89,14 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
             await grpc_server.stop(grace=1)
         if snmp_agent is not None:
             await snmp_agent.stop()
+        if netconf_server is not None:
+            await netconf_server.stop()
         await runner.cleanup()
 
 
 def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path | None,
-                   agents: AgentListener | None = None, snmp: SnmpSettings | None = None) -> None:
+                   agents: AgentListener | None = None, snmp: SnmpSettings | None = None,
+                   netconf: NetconfSettings | None = None) -> None:
     service.bus.subscribe("", _log_event)
     if apply_file is not None:
         from controller.provisioning.apply import apply
@@ -102,6 +110,6 @@ def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(service, host, port, agents, stop, snmp)
+        await serve(service, host, port, agents, stop, snmp, netconf)
 
     asyncio.run(main())

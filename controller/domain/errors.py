@@ -21,6 +21,7 @@ class CsmmError(Exception):
         self.field = field
         self.bound = bound
         self.value = value
+        self.subject: object = None  # in a batch, what the refusal concerns (an SLA id or name)
 
     def within(self, context: str) -> "CsmmError":
         """Prefix the message with where it happened ("SLA acme-1: ..."), for batch operations."""

@@ -482,6 +482,40 @@ class ServiceLayer:
                 return self._change_sls(tx, ref, wanted, bandwidth_bps, channel, expected_version)
         return self._retrying(run)
 
+    def change_sls_batch(self, principal: Principal, changes: Sequence[tuple[SlaRef, ServiceClassName | str, int]],
+                         channel: Channel, *, dry_run: bool = False) -> list[SlsChange]:
+        """Several SLS changes as one: all are checked and applied in one transaction, or none is
+        (the first refusal is raised, with the SLA it concerns). `dry_run` checks and changes nothing
+        (NETCONF's test-only, SNMP's test phase)."""
+        wanted = []
+        for ref, service_class, bandwidth_bps in changes:
+            try:
+                wanted.append((ref, ServiceClassName(service_class), bandwidth_bps))
+            except ValueError:
+                raise InvalidValue(f"sls.class must be one of {', '.join(c.value for c in ServiceClassName)}, "
+                                   f"not {service_class!r}", field="sls.class",
+                                   bound=[c.value for c in ServiceClassName], value=str(service_class)) from None
+            if bandwidth_bps < 0:
+                raise OutOfBounds("sls.bandwidth must not be negative", field="sls.bandwidth", bound=0,
+                                  value=bandwidth_bps)
+
+        def run() -> list[SlsChange]:
+            try:
+                with self._write(principal) as tx:
+                    done = []
+                    for ref, service_class, bandwidth_bps in wanted:
+                        try:
+                            done.append(self._change_sls(tx, ref, service_class, bandwidth_bps, channel, None))
+                        except CsmmError as exc:
+                            exc.subject = ref
+                            raise
+                    if dry_run:
+                        raise _DryRun(done)
+                    return done
+            except _DryRun as finished:
+                return finished.changes
+        return self._retrying(run)
+
     def _change_sls(self, tx: _Tx, ref: SlaRef, wanted: ServiceClassName, bandwidth_bps: int,
                     channel: Channel, expected_version: int | None) -> SlsChange:
         session = tx.session
@@ -780,6 +814,14 @@ class ServiceLayer:
         session.connection().execute(_STORE_LOAD, [
             {"link": name, "rg": load.reserved.gold, "rgs": load.reserved.gold_silver,
              "ug": load.in_use.gold, "ugs": load.in_use.gold_silver} for name, load in loads.items()])
+
+
+class _DryRun(Exception):
+    """Raised inside a write transaction to roll it back after every check passed."""
+
+    def __init__(self, changes: list[SlsChange]) -> None:
+        super().__init__("dry run")
+        self.changes = changes
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,21 @@ class SnmpEngineRow(Base):
     boots: Mapped[int] = mapped_column(BigInteger)
 
 
+# ------------------------------------------------------------------------------------- NETCONF northbound
+
+class NetconfUserRow(Base):
+    """An SSH login to the NETCONF server: a peer domain's (or customer's) software, or the domain
+    manager's (customer_id NULL). A password is kept only as an scrypt hash; public keys in
+    OpenSSH format."""
+
+    __tablename__ = "netconf_users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True, index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    public_keys: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
            "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
-           "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "UtcDateTime"]
+           "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "NetconfUserRow", "UtcDateTime"]

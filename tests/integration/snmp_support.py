@@ -75,7 +75,7 @@ def wait_until(what: str, predicate: Callable[[], object], timeout: float = 15.0
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_provisioning(directory: Path) -> Path:
+def thin_link_provisioning(directory: Path) -> Path:
     """The demo network with a thin edge1-core link (10 Mbit/s: 3 Mbit/s for Gold), so that
     admission control can refuse an SLS change, and an SLA without Gold (umbrella-lab)."""
     plan = yaml.safe_load(DEMO_FILE.read_text())
@@ -109,7 +109,7 @@ class SnmpController:
         """Schema, the test network and the SNMP users, in-process (the CLI's own tests cover the CLI)."""
         migrate.upgrade(Database(self.url))
         service = self.service()
-        apply(service, DOMAIN_MANAGER, load_provisioning(test_provisioning(self.directory)))
+        apply(service, DOMAIN_MANAGER, load_provisioning(thin_link_provisioning(self.directory)))
         for user in USERS:
             SnmpAccess(service).add_user(DOMAIN_MANAGER, user.name, user.customer, user.auth_passphrase,
                                          user.priv_passphrase, user.auth)
@@ -123,7 +123,7 @@ class SnmpController:
         offset = self.log.stat().st_size if self.log.exists() else 0  # a restart appends to the same log
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [CSMM, "--db", self.url, *self.OPTIONS, "serve", "--no-agents", "--http",
+                [CSMM, "--db", self.url, *self.OPTIONS, "serve", "--no-agents", "--no-netconf", "--http",
                  f"127.0.0.1:{free_tcp_port()}", "--snmp", f"127.0.0.1:{self.port}", "--snmp-engine-id", ENGINE_ID,
                  *([] if self.fast_path else ["--snmp-no-fast-path"])],
                 stdout=log, stderr=subprocess.STDOUT)

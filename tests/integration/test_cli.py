@@ -55,7 +55,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(db: str) -> None:
 
 
 def test_apply_twice_says_the_second_run_changes_nothing(db: str) -> None:
-    assert "schema empty -> 0003" in run(db, "db", "upgrade").stdout
+    assert "schema empty -> 0004" in run(db, "db", "upgrade").stdout
     first = run(db, "apply", str(DEMO_FILE)).stdout
     assert "customers: 5 added" in first and "SLAs: 5 created" in first
     assert run(db, "apply", str(DEMO_FILE)).stdout.strip() == "no changes: the database already matches the file"
@@ -158,7 +158,7 @@ def test_serve_runs_the_controller_until_sigterm(db: str, tmp_path: Path) -> Non
     assert refused.returncode == 2 and "--agents-tls DIR (mTLS) or --agents-insecure-lab" in refused.stderr
     port, agents_port = _free_port(), _free_port()
     process = subprocess.Popen([CSMM, "--db", db, "serve", "--http", f"127.0.0.1:{port}", "--apply", str(DEMO_FILE),
-                                "--agents", f"127.0.0.1:{agents_port}", "--agents-tls", str(pki), "--no-snmp"],
+                                "--agents", f"127.0.0.1:{agents_port}", "--agents-tls", str(pki), "--no-snmp", "--no-netconf"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30

@@ -2,7 +2,7 @@
 snmptrapd, and pysnmp's hlapi, against a real `csmm serve` on 127.0.0.1.
 
 One controller serves the module; tests that change SLSs use the domain manager (not rate
-limited) or say which customer change they spend. The test network (snmp_support.test_provisioning)
+limited) or say which customer change they spend. The test network (snmp_support.thin_link_provisioning)
 has a thin edge1-core link so admission control can refuse, and umbrella-lab has no Gold.
 """
 
@@ -356,7 +356,7 @@ def test_a_port_in_use_fails_the_start_with_a_clear_error(tmp_path: Path) -> Non
     controller.prepare()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", controller.port))
-        result = controller.csmm("serve", "--no-agents", "--http", "127.0.0.1:0", "--snmp",
+        result = controller.csmm("serve", "--no-agents", "--no-netconf", "--http", "127.0.0.1:0", "--snmp",
                                  f"127.0.0.1:{controller.port}", check=False)
     assert result.returncode != 0
     expected = f"SNMP agent cannot listen on udp 127.0.0.1:{controller.port}: Address already in use"

@@ -102,7 +102,7 @@ class Controller:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [BIN / "csmm", "--db", self.url, *self.options, "serve", "--apply", self.provisioning, *self.agent_args,
-                 "--http", f"127.0.0.1:{self.http_port}", "--snmp", f"127.0.0.1:{self.snmp_port}"],
+                 "--http", f"127.0.0.1:{self.http_port}", "--snmp", f"127.0.0.1:{self.snmp_port}", "--no-netconf"],
                 stdout=log, stderr=log)
         wait_for("the controller's health endpoint", self._healthy, 30)
 
