@@ -26,6 +26,7 @@ from controller.domain.principal import DOMAIN_MANAGER
 from controller.northbound.netconf.access import NetconfAccess
 from controller.provisioning.apply import apply
 from controller.provisioning.model import load_provisioning
+from controller.service.events import SLA_VIOLATION
 from controller.service.layer import ServiceLayer
 from controller.store import migrate
 from controller.store.database import Database
@@ -387,3 +388,77 @@ def test_the_host_key_persists_across_restarts(tmp_path: Path) -> None:
             controller.stop()
     assert fingerprints[0] == fingerprints[1]
     assert oct((tmp_path / "host_key").stat().st_mode & 0o777) == "0o600"
+
+
+# ------------------------------------------------------------------------------------------ notifications
+
+def _notifications(session: manager.Manager, within: float = 3.0) -> list[str]:
+    """Every notification that arrives within `within` seconds."""
+    received, deadline = [], time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        got = session.take_notification(block=True, timeout=left)
+        if got is None:
+            break
+        received.append(got.notification_xml)
+    return received
+
+
+def test_sls_changes_notify_only_the_peer_concerned_and_the_operator(server: NetconfController,
+                                                                      ids: dict[str, int]) -> None:
+    peer = ids["as64500-transit"]
+    with server.connect("as64500-nms") as watcher, server.connect("acme-nms") as other, \
+            server.connect("noc") as operator, server.connect("as64500-nms") as editor:
+        for session in (watcher, other, operator):
+            assert session.create_subscription().ok
+        assert editor.edit_config(target="running", config=config((peer, "silver", 2_500_000))).ok
+        seen = _notifications(watcher)
+        assert len(seen) == 1 and "<sls-changed" in seen[0]
+        change = etree.fromstring(seen[0].encode())
+        assert change.findtext(f".//{{{CSM}}}sla-id") == str(peer)
+        assert change.findtext(f".//{{{CSM}}}bandwidth") == "2500000"
+        assert change.findtext(f".//{{{CSM}}}channel") == "netconf"
+        assert any("<sls-changed" in n for n in _notifications(operator, 1.0))
+        assert _notifications(other, 1.0) == []  # acme learns nothing of the peer's SLS
+
+
+def test_a_subscription_replays_from_its_start_time(server: NetconfController, ids: dict[str, int]) -> None:
+    peer = ids["as64500-transit"]
+    start = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 1))
+    with server.connect("as64500-nms") as editor:
+        assert editor.edit_config(target="running", config=config((peer, "silver", 2_200_000))).ok
+    time.sleep(0.6)  # stored before the subscription is made
+    with server.connect("as64500-nms") as late:
+        assert late.create_subscription(start_time=start).ok
+        seen = _notifications(late, 2.0)
+    assert any("<sls-changed" in n and ">2200000<" in n for n in seen)
+    assert "replayComplete" in seen[-1]
+
+
+def test_violation_events_become_sla_violation_notifications(server: NetconfController, ids: dict[str, int]) -> None:
+    peer = ids["as64500-transit"]
+    with server.connect("as64500-nms") as watcher:
+        assert watcher.create_subscription().ok
+        service = server.service()
+        try:
+            with service.transaction(DOMAIN_MANAGER) as tx:
+                tx.emit(SLA_VIOLATION, "sla:as64500-transit", sla_id=peer, customer="as64500", service_class="silver",
+                        metric="throughput", measured=1800, bound=2200)
+        finally:
+            service.database.dispose()
+        seen = _notifications(watcher)
+    assert len(seen) == 1 and "<sla-violation" in seen[0]
+    violation = etree.fromstring(seen[0].encode())
+    assert violation.findtext(f".//{{{CSM}}}metric") == "throughput"
+    assert violation.findtext(f".//{{{CSM}}}measured") == "1800000"  # kbit/s in the event, bit/s in YANG
+    assert violation.findtext(f".//{{{CSM}}}bound") == "2200000"
+
+
+def test_create_subscription_refuses_an_unknown_stream(server: NetconfController) -> None:
+    with server.connect("as64500-nms") as session:
+        with pytest.raises(RPCError) as refused:
+            session.create_subscription(stream_name="SYSLOG")
+        assert refused.value.tag == "invalid-value"
+        assert session.create_subscription().ok
+        with pytest.raises(RPCError) as twice:
+            session.create_subscription()
+        assert twice.value.tag == "operation-failed"

@@ -12,16 +12,21 @@ import itertools
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 from lxml import etree
+from sqlalchemy import func, select
 
 from controller.domain.errors import CsmmError
 from controller.domain.principal import Principal
+from controller.service.events import Event
 from controller.service.layer import ServiceLayer
+from controller.store.schema import EventRow
 
+from . import notifications
 from .access import NetconfAccess, password_matches
 from .framing import MAX_MESSAGE_BYTES, FramingLost, MalformedMessage, MessageReader, frame, parse_xml
 from .rpc import (
@@ -46,9 +51,11 @@ CAPABILITIES = (
     "urn:ietf:params:netconf:capability:writable-running:1.0",
     "urn:ietf:params:netconf:capability:rollback-on-error:1.0",   # every edit is all or nothing
     "urn:ietf:params:netconf:capability:validate:1.1",
+    notifications.NOTIFICATION_CAPABILITY, notifications.INTERLEAVE_CAPABILITY,
     f"{CSM}?module={CSM_MODULE}&revision={CSM_REVISION}",
 )
 _NC = f"{{{NC}}}"
+EVENT_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,15 @@ class Session:
     principal: Principal
     process: Any
     closing: bool = False
+    chunked: bool = False
+    subscription: notifications.Subscription | None = None
+    live_from: int = 0                 # event ids above this are sent live; at or below, by the replay
+    replay: Any = None                 # what to run once the <ok/> of create-subscription is out
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    def send(self, message: bytes) -> None:
+        if not self.closing and not self.process.is_closing():
+            self.process.stdout.write(frame(message, self.chunked))
 
 
 class NetconfServer:
@@ -78,6 +93,8 @@ class NetconfServer:
         self.locks: dict[Principal, int] = {}  # principal -> the session holding its lock
         self._ids = itertools.count(1)
         self._server: asyncssh.SSHAcceptor | None = None
+        self._last_event = 0
+        self._feed: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         key = await asyncio.to_thread(load_host_key, self.settings.host_key)
@@ -85,10 +102,15 @@ class NetconfServer:
             lambda: _SshServer(self.access), self.settings.host, self.settings.port, server_host_keys=[key],
             process_factory=self._serve, encoding=None, line_editor=False, allow_pty=False,
             x11_forwarding=False, agent_forwarding=False, login_timeout=30)
+        self._last_event = await asyncio.to_thread(self._newest_event_id)
+        self._feed = asyncio.create_task(self._feed_notifications())
         log.info("NETCONF over SSH on %s:%d (host key %s, %s)", self.settings.host, self.settings.port,
                  self.settings.host_key, key.get_fingerprint())
 
     async def stop(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
+            await asyncio.gather(self._feed, return_exceptions=True)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -133,11 +155,14 @@ class NetconfServer:
                 reader.feed(data)
                 while not session.closing and (message := reader.next()) is not None:
                     if not hello_done:
-                        reader.chunked = self._read_hello(message)
+                        reader.chunked = session.chunked = self._read_hello(message)
                         hello_done = True
                         continue
                     reply = await self._reply(session, message, chunked=reader.chunked)
                     process.stdout.write(frame(reply, reader.chunked))
+                    if session.replay is not None:  # after the <ok/>, as RFC 5277 orders it
+                        asyncio.create_task(session.replay)
+                        session.replay = None
             except FramingLost as exc:
                 log.info("session %d: framing lost (%s); closing", session.id, exc)
                 return
@@ -197,6 +222,8 @@ class NetconfServer:
     async def _operate(self, session: Session, operation: etree._Element) -> etree._Element | None:
         """The reply's content: an element (<data>), or None for <ok/>."""
         name = etree.QName(operation)
+        if name.namespace == notifications.NOTIFICATION_NS and name.localname == "create-subscription":
+            return await self._create_subscription(session, operation)
         if name.namespace != NC:
             raise RpcError("operation-not-supported", f"unknown operation {name.text}", error_type="protocol",
                            info={"bad-element": name.localname})
@@ -294,6 +321,76 @@ class NetconfServer:
             del self.locks[target.principal]
         target.process.exit(0)
         return None
+
+    # ------------------------------------------------------------------ notifications
+
+    async def _create_subscription(self, session: Session, operation: etree._Element) -> None:
+        if session.subscription is not None:
+            raise RpcError("operation-failed", "this session already has a subscription", error_type="protocol")
+        now = datetime.now(timezone.utc)
+        subscription = notifications.parse_subscription(operation, session.principal, now)
+        session.subscription = subscription
+        session.live_from = self._last_event
+        if subscription.start is not None:
+            session.replay = self._replay(session, subscription, session.live_from)
+        return None
+
+    async def _replay(self, session: Session, subscription: notifications.Subscription, up_to: int) -> None:
+        """Stored events from startTime (to stopTime), then replayComplete; live ones follow."""
+        assert subscription.start is not None
+        events = await asyncio.to_thread(self._stored_events, subscription.start, up_to)
+        for event in events:
+            if subscription.stop is not None and event.at > subscription.stop:
+                break
+            message = notifications.notification(event, subscription)
+            if message is not None:
+                session.send(message)
+        now = datetime.now(timezone.utc)
+        session.send(notifications.marker("replayComplete", now))
+        if subscription.stop is not None and subscription.stop <= now:
+            session.send(notifications.marker("notificationComplete", now))
+            session.subscription = None
+            return
+        subscription.replaying = False
+
+    async def _feed_notifications(self) -> None:
+        """New events, as the log brings them, to every live subscription they are for."""
+        while True:
+            await asyncio.sleep(EVENT_POLL_S)
+            try:
+                events = await asyncio.to_thread(self._events_after, self._last_event)
+            except Exception:  # the database is briefly unavailable: next round
+                log.exception("reading the event log")
+                continue
+            for event in events:
+                self._last_event = max(self._last_event, event.id or 0)
+                for session in list(self.sessions.values()):
+                    subscription = session.subscription
+                    if subscription is None or (event.id or 0) <= session.live_from:
+                        continue
+                    if subscription.stop is not None and event.at > subscription.stop:
+                        session.send(notifications.marker("notificationComplete", event.at))
+                        session.subscription = None
+                        continue
+                    message = notifications.notification(event, subscription)
+                    if message is not None:
+                        session.send(message)
+
+    def _newest_event_id(self) -> int:
+        with self.service.database.read() as session:
+            return session.scalar(select(func.max(EventRow.id))) or 0
+
+    def _events_after(self, last: int) -> list[Event]:
+        with self.service.database.read() as session:
+            rows = session.scalars(select(EventRow).where(EventRow.id > last).order_by(EventRow.id).limit(5000))
+            return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
+
+    def _stored_events(self, start: datetime, up_to: int) -> list[Event]:
+        with self.service.database.read() as session:
+            rows = session.scalars(select(EventRow).where(EventRow.at >= start, EventRow.id <= up_to,
+                                                          EventRow.type.in_(notifications.EVENT_TYPES))
+                                   .order_by(EventRow.id))
+            return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
 
     def _check_lock(self, session: Session) -> None:
         holder = self.locks.get(session.principal)
