@@ -462,3 +462,49 @@ def test_create_subscription_refuses_an_unknown_stream(server: NetconfController
         with pytest.raises(RPCError) as twice:
             session.create_subscription()
         assert twice.value.tag == "operation-failed"
+
+
+# ------------------------------------------------------------------------------------------ the server's own schema
+
+LIBRARY = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
+MONITORING = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+
+
+def test_get_schema_serves_the_module_texts(server: NetconfController) -> None:
+    with server.connect("as64500-nms") as session:
+        text = session.get_schema("csm-service").data
+        assert "module csm-service" in text and "namespace \"urn:csmm:yang:csm-service\"" in text
+        assert "module ietf-inet-types" in session.get_schema("ietf-inet-types", version="2013-07-15").data
+        with pytest.raises(RPCError) as missing:
+            session.get_schema("ietf-interfaces")
+        assert missing.value.tag == "invalid-value"
+        listed = session.get(filter=("subtree", f'<netconf-state xmlns="{MONITORING}"><schemas/></netconf-state>'))
+    identifiers = {e.text for e in etree.fromstring(listed.data_xml.encode()).iter(f"{{{MONITORING}}}identifier")}
+    assert identifiers == {"csm-service", "ietf-yang-types", "ietf-inet-types"}
+
+
+def test_the_yang_library_lists_the_modules_and_matches_the_hello(server: NetconfController) -> None:
+    with server.connect("as64500-nms") as session:
+        reply = session.get(filter=("subtree", f'<yang-library xmlns="{LIBRARY}"/>'))
+        hello = [c for c in session.server_capabilities if "yang-library" in c]
+    root = etree.fromstring(reply.data_xml.encode())
+    implemented = {m.findtext(f"{{{LIBRARY}}}name"): m.findtext(f"{{{LIBRARY}}}revision")
+                   for m in root.iter(f"{{{LIBRARY}}}module")}
+    assert implemented == {"csm-service": "2026-12-03"}
+    content_id = root.findtext(f".//{{{LIBRARY}}}content-id")
+    assert hello and hello[0].endswith(f"content-id={content_id}")
+
+
+def test_with_defaults_modes_are_accepted_and_checked(server: NetconfController) -> None:
+    with server.connect("as64500-nms") as session:
+        plain = session.get_config(source="running").data_xml
+        for mode in ("report-all", "trim", "explicit", "report-all-tagged"):
+            assert session.get_config(source="running", with_defaults=mode).data_xml == plain  # no defaults here
+    raw = RawSession(server, "as64500-nms")
+    try:
+        reply = raw.exchange(chunk(f'<rpc xmlns="{NC}" message-id="3"><get-config><source><running/></source>'
+                                   f'<with-defaults xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults">'
+                                   f'everything</with-defaults></get-config></rpc>'))
+        assert "<error-tag>invalid-value</error-tag>" in reply
+    finally:
+        raw.close()

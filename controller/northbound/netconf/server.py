@@ -26,7 +26,7 @@ from controller.service.events import Event
 from controller.service.layer import ServiceLayer
 from controller.store.schema import EventRow
 
-from . import notifications
+from . import library, notifications
 from .access import NetconfAccess, password_matches
 from .framing import MAX_MESSAGE_BYTES, FramingLost, MalformedMessage, MessageReader, frame, parse_xml
 from .rpc import (
@@ -52,6 +52,7 @@ CAPABILITIES = (
     "urn:ietf:params:netconf:capability:rollback-on-error:1.0",   # every edit is all or nothing
     "urn:ietf:params:netconf:capability:validate:1.1",
     notifications.NOTIFICATION_CAPABILITY, notifications.INTERLEAVE_CAPABILITY,
+    library.WITH_DEFAULTS_CAPABILITY, library.MONITORING,
     f"{CSM}?module={CSM_MODULE}&revision={CSM_REVISION}",
 )
 _NC = f"{{{NC}}}"
@@ -173,7 +174,7 @@ class NetconfServer:
     def _hello(self, session_id: int) -> bytes:
         hello = etree.Element(_NC + "hello", nsmap={None: NC})
         capabilities = etree.SubElement(hello, _NC + "capabilities")
-        for capability in CAPABILITIES:
+        for capability in capabilities_offered():
             etree.SubElement(capabilities, _NC + "capability").text = capability
         etree.SubElement(hello, _NC + "session-id").text = str(session_id)
         return etree.tostring(hello, xml_declaration=True, encoding="UTF-8")
@@ -224,6 +225,8 @@ class NetconfServer:
         name = etree.QName(operation)
         if name.namespace == notifications.NOTIFICATION_NS and name.localname == "create-subscription":
             return await self._create_subscription(session, operation)
+        if name.namespace == library.MONITORING and name.localname == "get-schema":
+            return await asyncio.to_thread(library.get_schema, operation)
         if name.namespace != NC:
             raise RpcError("operation-not-supported", f"unknown operation {name.text}", error_type="protocol",
                            info={"bad-element": name.localname})
@@ -241,18 +244,19 @@ class NetconfServer:
         return await self._data(session, operation, config_only=True)
 
     async def _data(self, session: Session, operation: etree._Element, *, config_only: bool) -> etree._Element:
-        entries = await asyncio.to_thread(self.service.list_sls, session.principal)
-        tree = data_tree(entries, config_only=config_only)
-        data = etree.Element(_NC + "data")
+        library.check_with_defaults(operation)
         chosen = operation.find(_NC + "filter")
-        if chosen is None:
-            data.append(tree)
-            return data
-        if chosen.get("type", "subtree") != "subtree":
+        if chosen is not None and chosen.get("type", "subtree") != "subtree":
             raise RpcError("operation-not-supported", "only subtree filters are supported", error_type="protocol",
                            info={"bad-attribute": "type", "bad-element": "filter"})
-        for selected in subtree_filter(tree, chosen):
-            data.append(selected)
+        entries = await asyncio.to_thread(self.service.list_sls, session.principal)
+        trees = [data_tree(entries, config_only=config_only)]
+        if not config_only:  # state about the server itself
+            trees += [library.netconf_state(capabilities_offered()), library.yang_library()]
+        data = etree.Element(_NC + "data")
+        for tree in trees:
+            for selected in ([tree] if chosen is None else subtree_filter(tree, chosen)):
+                data.append(selected)
         return data
 
     async def _op_edit_config(self, session: Session, operation: etree._Element) -> None:
@@ -397,6 +401,10 @@ class NetconfServer:
         if holder is not None and holder != session.id:
             raise RpcError("in-use", f"session {holder} holds this peer's lock", error_type="protocol",
                            info={"session-id": holder})
+
+
+def capabilities_offered() -> tuple[str, ...]:
+    return (*CAPABILITIES, library.library_capability())
 
 
 def _reply_bytes(attributes: dict[str, str], errors: list[RpcError], body: etree._Element | None = None) -> bytes:
