@@ -508,3 +508,14 @@ def test_with_defaults_modes_are_accepted_and_checked(server: NetconfController)
         assert "<error-tag>invalid-value</error-tag>" in reply
     finally:
         raw.close()
+
+
+def test_nacm_rules_are_readable_by_operators_only(server: NetconfController, ids: dict[str, int]) -> None:
+    nacm_ns = "urn:ietf:params:xml:ns:yang:ietf-netconf-acm"
+    with server.connect("noc") as operator:
+        rules = etree.fromstring(operator.get(filter=("subtree", f'<nacm xmlns="{nacm_ns}"/>')).data_xml.encode())
+    paths = {r.text for r in rules.iter(f"{{{nacm_ns}}}path")}
+    assert f"/csm:csm/csm:sla[csm:id='{ids['as64500-transit']}']" in paths
+    with server.connect("as64500-nms") as peer:
+        hidden = etree.fromstring(peer.get(filter=("subtree", f'<nacm xmlns="{nacm_ns}"/>')).data_xml.encode())
+    assert len(hidden) == 0

@@ -21,12 +21,12 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from controller.domain.errors import CsmmError
-from controller.domain.principal import Principal
+from controller.domain.principal import DOMAIN_MANAGER, Principal
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
 from controller.store.schema import EventRow
 
-from . import library, notifications
+from . import library, nacm, notifications
 from .access import NetconfAccess, password_matches
 from .framing import MAX_MESSAGE_BYTES, FramingLost, MalformedMessage, MessageReader, frame, parse_xml
 from .rpc import (
@@ -57,6 +57,8 @@ CAPABILITIES = (
 )
 _NC = f"{{{NC}}}"
 EVENT_POLL_S = 0.25
+_MODULES_BY_NAMESPACE = {NC: "ietf-netconf", notifications.NOTIFICATION_NS: "notifications",
+                         library.MONITORING: "ietf-netconf-monitoring"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class NetconfServer:
         self._server: asyncssh.SSHAcceptor | None = None
         self._last_event = 0
         self._feed: asyncio.Task[None] | None = None
+        self._nacm: nacm.Nacm | None = None  # derived from logins and SLAs; dropped when they change
 
     async def start(self) -> None:
         key = await asyncio.to_thread(load_host_key, self.settings.host_key)
@@ -223,6 +226,11 @@ class NetconfServer:
     async def _operate(self, session: Session, operation: etree._Element) -> etree._Element | None:
         """The reply's content: an element (<data>), or None for <ok/>."""
         name = etree.QName(operation)
+        module = _MODULES_BY_NAMESPACE.get(name.namespace or "", "")
+        rules = await self._access_rules()
+        if not rules.allowed(session.user, "exec", module, rpc=name.localname):
+            raise RpcError("access-denied", f"NACM: {session.user} may not run {name.localname}",
+                           error_type="protocol", info={"bad-element": name.localname})
         if name.namespace == notifications.NOTIFICATION_NS and name.localname == "create-subscription":
             return await self._create_subscription(session, operation)
         if name.namespace == library.MONITORING and name.localname == "get-schema":
@@ -250,9 +258,14 @@ class NetconfServer:
             raise RpcError("operation-not-supported", "only subtree filters are supported", error_type="protocol",
                            info={"bad-attribute": "type", "bad-element": "filter"})
         entries = await asyncio.to_thread(self.service.list_sls, session.principal)
-        trees = [data_tree(entries, config_only=config_only)]
+        rules = await self._access_rules()
+        readable = [(sla, sls) for sla, sls in entries
+                    if rules.allowed(session.user, "read", nacm.CSM_MODULE, node=nacm.sla_node(sla.id))]
+        trees = [data_tree(readable, config_only=config_only)]
         if not config_only:  # state about the server itself
             trees += [library.netconf_state(capabilities_offered()), library.yang_library()]
+            if rules.allowed(session.user, "read", "ietf-netconf-acm"):
+                trees.append(nacm.to_xml(rules))
         data = etree.Element(_NC + "data")
         for tree in trees:
             for selected in ([tree] if chosen is None else subtree_filter(tree, chosen)):
@@ -276,6 +289,11 @@ class NetconfServer:
             raise RpcError("missing-element", "edit-config needs <config> (<url> is not supported)",
                            error_type="protocol", info={"bad-element": "config"})
         plan = plan_edit(config, default_operation)
+        rules = await self._access_rules()
+        for sla_id in sorted(plan.changes):
+            if not rules.allowed(session.user, "update", nacm.CSM_MODULE, node=nacm.sla_node(sla_id)):
+                raise RpcError("access-denied", f"NACM: {session.user} may not change the SLS of SLA {sla_id}",
+                               error_type="protocol", path=f"/csm:csm/csm:sla[csm:id='{sla_id}']/csm:sls")
         await asyncio.to_thread(apply_edit, self.service, session.principal, plan, test_only=test_option == "test-only")
         return None
 
@@ -368,6 +386,8 @@ class NetconfServer:
                 continue
             for event in events:
                 self._last_event = max(self._last_event, event.id or 0)
+                if event.type.startswith(("sla.created", "netconf.", "customer.")):
+                    self._nacm = None  # new SLAs or logins: derive the rules again
                 for session in list(self.sessions.values()):
                     subscription = session.subscription
                     if subscription is None or (event.id or 0) <= session.live_from:
@@ -379,6 +399,16 @@ class NetconfServer:
                     message = notifications.notification(event, subscription)
                     if message is not None:
                         session.send(message)
+
+    async def _access_rules(self) -> nacm.Nacm:
+        if self._nacm is None:
+            self._nacm = await asyncio.to_thread(self._derive_rules)
+        return self._nacm
+
+    def _derive_rules(self) -> nacm.Nacm:
+        logins = [(user.name, user.customer) for user in self.access.users(DOMAIN_MANAGER)]
+        slas = [(sla.id, sla.customer) for sla in self.service.list_slas(DOMAIN_MANAGER)]
+        return nacm.generate(logins, slas)
 
     def _newest_event_id(self) -> int:
         with self.service.database.read() as session:
