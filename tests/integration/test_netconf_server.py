@@ -519,3 +519,24 @@ def test_nacm_rules_are_readable_by_operators_only(server: NetconfController, id
     with server.connect("as64500-nms") as peer:
         hidden = etree.fromstring(peer.get(filter=("subtree", f'<nacm xmlns="{nacm_ns}"/>')).data_xml.encode())
     assert len(hidden) == 0
+
+
+def test_validate_checks_a_config_against_the_sla_without_applying_it(server: NetconfController,
+                                                                        ids: dict[str, int]) -> None:
+    peer = ids["as64500-transit"]
+    before = sls_now(server, "as64500-transit")
+    raw = RawSession(server, "as64500-nms")
+    try:
+        def validate(bandwidth: int) -> str:
+            candidate = config((peer, "bronze", bandwidth)).replace("<config>", f'<config xmlns="{NC}">')
+            return raw.exchange(chunk(f'<rpc xmlns="{NC}" message-id="9"><validate><source>{candidate}</source>'
+                                      f'</validate></rpc>'))
+        assert "<ok/>" in validate(10_000_000)
+        refused = validate(200_000_000)  # bronze max is 20 Mbit/s
+        assert "<error-tag>invalid-value</error-tag>" in refused and "csm:bandwidth" in refused
+        running = raw.exchange(chunk(f'<rpc xmlns="{NC}" message-id="10"><validate><source><running/></source>'
+                                     f'</validate></rpc>'))
+        assert "<ok/>" in running
+    finally:
+        raw.close()
+    assert sls_now(server, "as64500-transit") == before
