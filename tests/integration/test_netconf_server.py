@@ -201,10 +201,18 @@ def test_refusals_name_the_path_and_change_nothing(server: NetconfController, id
         assert other.tag == "access-denied"
         atomic = _refusal(session, config((peer, "bronze", 3_000_000), (acme, "bronze", 1_000_000)))
         assert atomic.tag == "access-denied"
-        create = _refusal(session, config((peer, "gold", 1_000_000), operation="create"))
-        assert create.tag == "access-denied"
+        exists = _refusal(session, config((peer, "gold", 1_000_000), operation="create"))
+        assert (exists.tag, exists.path) == ("data-exists", f"/csm:csm/csm:sla[csm:id='{peer}']")
+        create = _refusal(session, config((4242, "gold", 1_000_000), operation="create"))
+        assert create.tag == "access-denied"  # SLAs are the domain manager's to make
         delete = _refusal(session, config((peer, None, None), operation="delete"))
-        assert delete.tag == "operation-not-supported"
+        assert delete.tag == "access-denied"
+        for missing in (4242, acme):  # another peer's SLA is as missing as one that does not exist
+            assert _refusal(session, config((missing, None, None), operation="delete")).tag == "data-missing"
+        assert session.edit_config(target="running", config=config((4242, None, None), operation="remove")).ok
+        mandatory = _refusal(session, f'<config><csm xmlns="{CSM}" xmlns:nc="{NC}"><sla><id>{peer}</id>'
+                                      f'<sls><bandwidth nc:operation="delete">1</bandwidth></sls></sla></csm></config>')
+        assert (mandatory.tag, mandatory.app_tag) == ("operation-failed", "mandatory")
         version = _refusal(session, f'<config><csm xmlns="{CSM}"><sla><id>{peer}</id><sls><version>9</version>'
                                     f'</sls></sla></csm></config>')
         assert version.tag == "invalid-value"

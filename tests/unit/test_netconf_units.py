@@ -491,17 +491,12 @@ SLS5 = SLA5 + "/csm:sls"
     ("<other/>", None, "merge", "unknown-element", None),
     ("<sla><sls><bandwidth>1</bandwidth></sls></sla>", None, "merge", "missing-element", None),
     ("<sla><id>x</id><sls><bandwidth>1</bandwidth></sls></sla>", None, "merge", "missing-element", None),
-    (entry(5, "<bandwidth>1</bandwidth>", attrs='nc:operation="create"'), None, "merge", "access-denied", SLA5),
-    (entry(5, "<bandwidth>1</bandwidth>", attrs='nc:operation="delete"'), None, "merge",
-     "operation-not-supported", SLA5),
-    (entry(5, "<bandwidth>1</bandwidth>", attrs='nc:operation="remove"'), None, "merge",
-     "operation-not-supported", SLA5),
-    (entry(5, "", sls_attrs='nc:operation="delete"'), None, "merge", "operation-not-supported", SLS5),
-    (entry(5, "", sls_attrs='nc:operation="remove"'), None, "merge", "operation-not-supported", SLS5),
-    (entry(5, "", sls_attrs='nc:operation="create"'), None, "merge", "operation-not-supported", SLS5),
-    (entry(5, '<bandwidth nc:operation="delete">1</bandwidth>'), None, "merge", "operation-not-supported",
+    (entry(5, "", sls_attrs='nc:operation="delete"'), None, "merge", "operation-failed", SLS5),
+    (entry(5, "", sls_attrs='nc:operation="remove"'), None, "merge", "operation-failed", SLS5),
+    (entry(5, "", sls_attrs='nc:operation="create"'), None, "merge", "data-exists", SLS5),
+    (entry(5, '<bandwidth nc:operation="delete">1</bandwidth>'), None, "merge", "operation-failed",
      SLS5 + "/csm:bandwidth"),
-    (entry(5, '<class nc:operation="remove">gold</class>'), None, "merge", "operation-not-supported",
+    (entry(5, '<class nc:operation="remove">gold</class>'), None, "merge", "operation-failed",
      SLS5 + "/csm:class"),
     (entry(5, "<version>3</version>"), None, "merge", "invalid-value", SLS5 + "/csm:version"),
     (entry(5, "<changed-by>me</changed-by>"), None, "merge", "invalid-value", SLS5 + "/csm:changed-by"),
@@ -520,8 +515,8 @@ SLS5 = SLA5 + "/csm:sls"
      "/csm:csm"),
     ("", f'<csm xmlns="{CSM}" xmlns:nc="{NC}" nc:operation="delete"/>', "merge", "operation-not-supported",
      "/csm:csm"),
-], ids=["unknown-top", "csm-wrong-ns", "unknown-in-csm", "no-id", "id-not-numeric", "create-sla", "delete-sla",
-        "remove-sla", "delete-sls", "remove-sls", "create-sls", "delete-leaf", "remove-class", "version",
+], ids=["unknown-top", "csm-wrong-ns", "unknown-in-csm", "no-id", "id-not-numeric", "delete-sls", "remove-sls",
+        "create-sls", "delete-leaf", "remove-class", "version",
         "changed-by", "unknown-leaf", "bw-word", "bw-negative", "bw-decimal", "bw-empty", "bw-2**64",
         "class-unknown", "class-case", "replace-one-leaf", "default-replace-one-leaf", "contract",
         "replace-csm", "delete-csm"])
@@ -530,6 +525,13 @@ def test_plan_refusals(body, top, default, tag, path):
         rpc.plan_edit(config(body, top), default)
     assert caught.value.tag == tag
     assert caught.value.path == path
+
+
+@pytest.mark.parametrize("operation", ["create", "delete", "remove"])
+def test_plan_leaves_entry_operations_to_be_judged_against_what_exists(operation):
+    # Whether an SLA exists (for this principal) is the service layer's to say: apply_edit judges them.
+    plan = rpc.plan_edit(config(entry(5, "<bandwidth>1</bandwidth>", attrs=f'nc:operation="{operation}"')), "merge")
+    assert plan.entries == {5: operation} and plan.changes == {}
 
 
 def test_plan_refusal_details_name_the_bad_element_and_value():

@@ -233,6 +233,7 @@ class EditPlan:
     """The SLS changes an <edit-config> asks for, checked for shape (not yet for the SLA's terms)."""
 
     changes: dict[int, dict[str, Any]] = field(default_factory=dict)  # SLA id -> {"class": ..., "bandwidth": ...}
+    entries: dict[int, str] = field(default_factory=dict)  # SLA id -> create, delete or remove of the entry
 
 
 _OPERATIONS = ("merge", "replace", "create", "delete", "remove")
@@ -267,9 +268,8 @@ def _plan_entry(entry: etree._Element, default_operation: str, plan: EditPlan) -
     sla_id = int(ident.text.strip())
     operation = entry.get(_NC + "operation", default_operation)
     if operation in ("create", "delete", "remove"):
-        raise RpcError("access-denied" if operation == "create" else "operation-not-supported",
-                       f"SLA entries are made and removed by the domain manager; {operation} is refused",
-                       error_type="protocol", path=f"/csm:csm/csm:sla[csm:id='{sla_id}']")
+        plan.entries[sla_id] = operation  # judged against what exists, in apply_edit
+        return
     wanted: dict[str, Any] = {}
     for child in entry:
         if not isinstance(child.tag, str) or child.tag == _CSM + "id":
@@ -280,9 +280,7 @@ def _plan_entry(entry: etree._Element, default_operation: str, plan: EditPlan) -
                            error_type="protocol", path=f"/csm:csm/csm:sla[csm:id='{sla_id}']",
                            info={"bad-element": _split(child.tag)[1]})
         sls_operation = child.get(_NC + "operation", operation)
-        if sls_operation in ("delete", "remove", "create"):
-            raise RpcError("operation-not-supported", f"the SLS always exists; {sls_operation} is refused",
-                           error_type="protocol", path=sls_path(sla_id))
+        _refuse_on_mandatory(sls_operation, sls_path(sla_id), "the SLS of an SLA")
         wanted["replace"] = sls_operation == "replace"
         for leaf in child:
             if not isinstance(leaf.tag, str):
@@ -293,9 +291,7 @@ def _plan_entry(entry: etree._Element, default_operation: str, plan: EditPlan) -
                                                            "next-change-allowed") else "unknown-element",
                                f"sls/{name} is not writable", error_type="application", path=sls_path(sla_id, name),
                                info={"bad-element": name})
-            if leaf.get(_NC + "operation") in ("delete", "remove", "create"):
-                raise RpcError("operation-not-supported", f"sls/{name} always has a value", error_type="protocol",
-                               path=sls_path(sla_id, name))
+            _refuse_on_mandatory(leaf.get(_NC + "operation"), sls_path(sla_id, name), f"sls/{name}")
             if leaf.get(_NC + "operation", sls_operation) == "none":
                 continue  # default-operation none: only nodes with an operation of their own change
             wanted[name] = _leaf_value(name, (leaf.text or "").strip(), sla_id, dict(leaf.nsmap))
@@ -304,6 +300,15 @@ def _plan_entry(entry: etree._Element, default_operation: str, plan: EditPlan) -
                        path=sls_path(sla_id))
     if "class" in wanted or "bandwidth" in wanted:
         plan.changes.setdefault(sla_id, {}).update({k: v for k, v in wanted.items() if k != "replace"})
+
+
+def _refuse_on_mandatory(operation: str | None, path: str, what: str) -> None:
+    """The SLS and its two leaves always exist: they can be neither created nor deleted."""
+    if operation == "create":
+        raise RpcError("data-exists", f"{what} always exists; merge or replace it", path=path)
+    if operation in ("delete", "remove"):
+        raise RpcError("operation-failed", f"{what} is mandatory; it cannot be deleted", path=path,
+                       app_tag="mandatory")
 
 
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²" and other scripts' digits
@@ -335,6 +340,7 @@ def _refuse_structural(node: etree._Element, path: str) -> None:
 
 def apply_edit(service: ServiceLayer, principal: Principal, plan: EditPlan, *, test_only: bool) -> None:
     """Check (and unless `test_only`, apply) every change of the plan in one transaction."""
+    _judge_entry_operations(service, principal, plan.entries)
     if not plan.changes:
         return
     batch = []
@@ -349,3 +355,26 @@ def apply_edit(service: ServiceLayer, principal: Principal, plan: EditPlan, *, t
         service.change_sls_batch(principal, batch, Channel.NETCONF, dry_run=test_only)
     except CsmmError as exc:
         raise refusal_to_rpc_error(exc, exc.subject if exc.subject is not None else None) from None
+
+
+def _judge_entry_operations(service: ServiceLayer, principal: Principal, entries: dict[int, str]) -> None:
+    """create, delete and remove of SLA entries (RFC 6241 7.2), which only the domain manager makes
+    and ends, through its own interfaces: each is refused with the tag the entry's existence
+    calls for. Another peer's SLA counts as missing, as everywhere."""
+    for sla_id, operation in sorted(entries.items()):
+        try:
+            service.get_sls(principal, sla_id)
+            exists = True
+        except NotFound:
+            exists = False
+        path = f"/csm:csm/csm:sla[csm:id='{sla_id}']"
+        if operation == "create":
+            if exists:
+                raise RpcError("data-exists", f"SLA {sla_id} exists", path=path)
+            raise RpcError("access-denied", "SLA entries are made by the domain manager", error_type="protocol",
+                           path=path)
+        if not exists:
+            if operation == "delete":
+                raise RpcError("data-missing", f"no SLA {sla_id}", path=path)
+            continue  # remove of what is not there: nothing to do
+        raise RpcError("access-denied", "SLAs are ended by the domain manager", error_type="protocol", path=path)
