@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from controller.domain.catalog import ServiceClassName
 from controller.domain.principal import Channel
+
+
+class SlsSetting(NamedTuple):
+    """Just the class and bandwidth in effect for an SLA: what a listing of thousands needs."""
+
+    sla_id: int
+    service_class: ServiceClassName
+    bandwidth_bps: int
 
 
 @dataclass(frozen=True)

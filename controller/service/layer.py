@@ -15,9 +15,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import JSON, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,9 +28,8 @@ from controller.domain.checks import (Demand, LinkLoad, Measure, PrefixRegistry,
                                       sla_reservation, sls_demand)
 from controller.domain.errors import ClassNotAllowed, Conflict, CsmmError, InvalidValue, NotFound, OutOfBounds
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
-from controller.domain.sla import (Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms,
-                                   check_transition)
-from controller.domain.sls import Sls, SlsHistoryEntry
+from controller.domain.sla import Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms, check_transition
+from controller.domain.sls import Sls, SlsHistoryEntry, SlsSetting
 from controller.domain.topology import Topology
 from controller.domain.units import format_bandwidth, to_cents
 from controller.mapping import RouterQos, render_router_configs
@@ -109,7 +109,7 @@ class ServiceLayer:
             tx = _Tx(session, self.clock(), principal)
             yield tx
             if tx.events:
-                session.execute(insert(EventRow.__table__), [
+                session.connection().execute(_INSERT_EVENT, [
                     {"at": e.at, "type": e.type, "subject": e.subject, "principal": e.principal, "payload": e.payload}
                     for e in tx.events])
         self.bus.publish(tx.events)
@@ -167,10 +167,7 @@ class ServiceLayer:
             return [records.sla_from_columns(row) for row in session.execute(self._visible_slas(principal, customer))]
 
     def _visible_slas(self, principal: Principal, customer: str | None, *extra: Any) -> Any:
-        # Plain rows, not ORM objects: this lists every SLA for `csmm apply` (40,000 at rollout).
-        query = (select(*SlaRow.__table__.c, CustomerRow.name.label("customer_name"),
-                        CustomerRow.kind.label("customer_kind"), *extra)
-                 .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(SlaRow.id))
+        query = _sla_rows(*extra).order_by(SlaRow.id)
         if not principal.is_domain_manager:
             query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
         if customer is not None:
@@ -194,6 +191,25 @@ class ServiceLayer:
         columns = [c.label(f"sls_{c.name}") for c in SlsRow.__table__.c if c.name != "sla_id"]
         query = self._visible_slas(principal, customer, *columns).join(SlsRow, SlsRow.sla_id == SlaRow.id)
         return [(records.sla_from_columns(row), records.sls_from_columns(row)) for row in session.execute(query)]
+
+    def sls_settings(self, principal: Principal) -> list[SlsSetting]:
+        """Class and bandwidth in effect of every SLA the principal may see, and nothing else: the
+        cheap read behind a NETCONF get-config of thousands of entries."""
+        sls = SlsRow.__table__.c  # table columns: plain rows, a third cheaper than through the ORM entity
+        query = select(sls.sla_id, sls.service_class, sls.bandwidth_bps).order_by(sls.sla_id)
+        if not principal.is_domain_manager:  # every SLS row has its SLA: the domain manager needs no join
+            query = (query.join(SlaRow, sls.sla_id == SlaRow.id).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
+                     .where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal)))
+        with self.database.read() as session:
+            return [records.sls_setting(*row) for row in session.execute(query)]
+
+    def sla_owners(self, principal: Principal) -> dict[int, str]:
+        """SLA id -> its customer's name, for the SLAs the principal may see."""
+        query = select(SlaRow.id, CustomerRow.name).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
+        if not principal.is_domain_manager:
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+        with self.database.read() as session:
+            return {sla_id: customer for sla_id, customer in session.execute(query)}
 
     def last_customer_changes(self, principal: Principal, sla_id: int | None = None) -> dict[int, datetime]:
         """SLA id -> when its customer last changed the SLS (the change policy counts from it), for
@@ -482,20 +498,22 @@ class ServiceLayer:
                 return self._change_sls(tx, ref, wanted, bandwidth_bps, channel, expected_version)
         return self._retrying(run)
 
-    def change_sls_batch(self, principal: Principal, changes: Sequence[tuple[SlaRef, ServiceClassName | str, int]],
+    def change_sls_batch(self, principal: Principal,
+                         changes: Sequence[tuple[SlaRef, ServiceClassName | str | None, int | None]],
                          channel: Channel, *, dry_run: bool = False) -> list[SlsChange]:
         """Several SLS changes as one: all are checked and applied in one transaction, or none is
-        (the first refusal is raised, with the SLA it concerns). `dry_run` checks and changes nothing
-        (NETCONF's test-only, SNMP's test phase)."""
-        wanted = []
+        (the first refusal is raised, with the SLA it concerns). A class or bandwidth of None keeps
+        the one in effect (a NETCONF merge of one leaf), read in the same transaction. `dry_run`
+        checks and changes nothing (NETCONF's test-only, SNMP's test phase)."""
+        wanted: list[tuple[SlaRef, ServiceClassName | None, int | None]] = []
         for ref, service_class, bandwidth_bps in changes:
             try:
-                wanted.append((ref, ServiceClassName(service_class), bandwidth_bps))
+                wanted.append((ref, None if service_class is None else ServiceClassName(service_class), bandwidth_bps))
             except ValueError:
                 raise InvalidValue(f"sls.class must be one of {', '.join(c.value for c in ServiceClassName)}, "
                                    f"not {service_class!r}", field="sls.class",
                                    bound=[c.value for c in ServiceClassName], value=str(service_class)) from None
-            if bandwidth_bps < 0:
+            if bandwidth_bps is not None and bandwidth_bps < 0:
                 raise OutOfBounds("sls.bandwidth must not be negative", field="sls.bandwidth", bound=0,
                                   value=bandwidth_bps)
 
@@ -516,37 +534,44 @@ class ServiceLayer:
                 return finished.changes
         return self._retrying(run)
 
-    def _change_sls(self, tx: _Tx, ref: SlaRef, wanted: ServiceClassName, bandwidth_bps: int,
+    def _change_sls(self, tx: _Tx, ref: SlaRef, wanted_class: ServiceClassName | None, wanted_bandwidth: int | None,
                     channel: Channel, expected_version: int | None) -> SlsChange:
+        # Core statements, not ORM objects: this is every interface's hot path (a NETCONF edit, an
+        # SNMP set), and the unit of work's flush costs more than the change itself.
         session = tx.session
-        sls_row = self._lock_sls(session, ref)  # before reading the terms: a concurrent modify_sla holds it
+        locked = self._lock_sls_columns(session, ref)  # before reading the terms: a concurrent modify_sla holds it
         sla = self._sla(session, tx.principal, ref)
-        current = records.sls_from_row(sls_row)
+        current = records.sls_from_row(locked)
+        wanted = current.service_class if wanted_class is None else wanted_class
+        bandwidth_bps = current.bandwidth_bps if wanted_bandwidth is None else wanted_bandwidth
         if expected_version is not None and expected_version != current.version:
             raise Conflict(f"SLS of {sla.name} is at version {current.version}, not {expected_version}",
                            field="sls.version", bound=current.version, value=expected_version)
         if (wanted, bandwidth_bps) == (current.service_class, current.bandwidth_bps):
             # Asking for what is in effect (a client retrying after a lost answer) is not a change.
             return SlsChange(current, Decimal("0.00"), changed=False)
-        fee = check_sls_change(sla, current, sls_row.last_customer_change_at, wanted, bandwidth_bps, tx.principal, tx.now)
+        fee = check_sls_change(sla, current, locked.last_customer_change_at, wanted, bandwidth_bps, tx.principal,
+                               tx.now)
         delta = sls_demand(wanted, bandwidth_bps) - sls_demand(current.service_class, current.bandwidth_bps)
         if delta != Demand():
             loads = self._lock_loads(session, sorted(sla.path))
             self._admit_on(loads, sla.path, delta, "in_use")
             self._store_loads(session, loads)
-        version = current.version + 1
-        who = str(tx.principal)
-        sls_row.service_class, sls_row.bandwidth_bps, sls_row.version = wanted.value, bandwidth_bps, version
-        sls_row.changed_at, sls_row.changed_by, sls_row.channel = tx.now, who, channel.value
-        if not tx.principal.is_domain_manager:
-            sls_row.last_customer_change_at = tx.now
-        session.add(SlsHistoryRow(sla_id=sla.id, version=version, service_class=wanted.value, bandwidth_bps=bandwidth_bps,
-                                  effective_from=tx.now, principal=who, channel=channel.value, fee_cents=to_cents(fee)))
-        tx.emit(ev.SLS_CHANGED, f"sla:{sla.name}", sla_id=sla.id, customer=sla.customer, version=version,
+        changed = Sls(sla.id, wanted, bandwidth_bps, current.version + 1, tx.now, str(tx.principal), channel)
+        by_customer = not tx.principal.is_domain_manager  # the change policy counts customers' changes only
+        session.connection().execute(_UPDATE_SLS, {
+            "sla": sla.id, "service_class": wanted.value, "bandwidth_bps": bandwidth_bps, "version": changed.version,
+            "changed_at": tx.now, "changed_by": changed.changed_by, "channel": channel.value,
+            "last_customer_change_at": tx.now if by_customer else locked.last_customer_change_at})
+        session.connection().execute(_INSERT_HISTORY, {
+            "sla_id": sla.id, "version": changed.version, "service_class": wanted.value, "bandwidth_bps": bandwidth_bps,
+            "effective_from": tx.now, "principal": changed.changed_by, "channel": channel.value,
+            "fee_cents": to_cents(fee)})
+        tx.emit(ev.SLS_CHANGED, f"sla:{sla.name}", sla_id=sla.id, customer=sla.customer, version=changed.version,
                 service_class=wanted.value, bandwidth_bps=bandwidth_bps,
                 previous_class=current.service_class.value, previous_bandwidth_bps=current.bandwidth_bps,
                 channel=channel.value, fee=str(fee))
-        return SlsChange(records.sls_from_row(sls_row), fee, changed=True)
+        return SlsChange(changed, fee, changed=True)
 
     # ------------------------------------------------------------------ topology
 
@@ -754,12 +779,14 @@ class ServiceLayer:
     def _sla(self, session: Session, principal: Principal, ref: SlaRef) -> Sla:
         """Load an SLA the principal may see. Another customer's SLA is reported as not found,
         exactly like a missing one, so its existence does not leak."""
-        query = select(SlaRow, CustomerRow).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
-        query = query.where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
-        found = session.execute(query.execution_options(populate_existing=True)).first()
-        if found is None or not principal.owns(found[1].name) or not _role_matches(principal, found[1]):
+        query = _one_sla_query(by_name=not isinstance(ref, int), restricted=not principal.is_domain_manager)
+        params: dict[str, Any] = {"ref": ref}
+        if not principal.is_domain_manager:
+            params |= {"customer": principal.customer, "kind": _kind_of(principal)}
+        found = session.connection().execute(query, params).first()
+        if found is None:
             raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
-        return records.sla_from_row(found[0], found[1])
+        return records.sla_from_columns(found)
 
     def _lock_sls(self, session: Session, ref: SlaRef) -> SlsRow:
         """Lock the SLS row of an SLA (by name or id) before its SLA is read: every writer that
@@ -768,6 +795,16 @@ class ServiceLayer:
                  .where(SlaRow.id == ref if isinstance(ref, int) else SlaRow.name == ref)
                  .with_for_update(of=SlsRow).execution_options(populate_existing=True))
         row = session.scalars(query).first()
+        if row is None:
+            raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
+        return row
+
+    def _lock_sls_columns(self, session: Session, ref: SlaRef) -> Any:
+        """_lock_sls, as a plain row of the sls columns."""
+        if isinstance(ref, int):
+            row = session.connection().execute(_LOCK_SLS_BY_ID, {"sla_id": ref}).first()
+        else:
+            row = session.connection().execute(_LOCK_SLS_BY_NAME, {"name": ref}).first()
         if row is None:
             raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
         return row
@@ -791,9 +828,8 @@ class ServiceLayer:
         """Lock the link rows (in name order: no deadlocks between writers) and read their loads."""
         if not names:
             return {}
-        query = (select(LinkRow).where(LinkRow.name.in_(list(names))).order_by(LinkRow.name).with_for_update()
-                 .execution_options(populate_existing=True))
-        return {row.name: _load_from_row(row) for row in session.scalars(query)}
+        rows = session.connection().execute(_LOCK_LINKS, {"names": list(names)})
+        return {row.name: _load_from_row(row) for row in rows}
 
     def _admit_on(self, loads: dict[str, LinkLoad], path: Sequence[str], delta: Demand, measure: Measure,
                   *, check: bool = True) -> None:
@@ -847,6 +883,36 @@ _STORE_LOAD = (update(_links).where(_links.c.name == bindparam("link"))
                        in_use_gold_bps=bindparam("ug"), in_use_gold_silver_bps=bindparam("ugs")))
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+
+
+# The statements of an SLS change, built once: building them costs more than running them.
+_SLS = SlsRow.__table__
+_SLA_COLUMNS = [records.json_as_text(c) if isinstance(c.type, JSON) else c for c in SlaRow.__table__.c]
+_LOCK_SLS_BY_ID = select(*_SLS.c).where(_SLS.c.sla_id == bindparam("sla_id")).with_for_update(of=_SLS)
+_LOCK_SLS_BY_NAME = (select(*_SLS.c).join(SlaRow, SlaRow.id == _SLS.c.sla_id).where(SlaRow.name == bindparam("name"))
+                     .with_for_update(of=_SLS))
+_LOCK_LINKS = (select(*_links.c).where(_links.c.name.in_(bindparam("names", expanding=True))).order_by(_links.c.name)
+               .with_for_update())
+_UPDATE_SLS = (update(_SLS).where(_SLS.c.sla_id == bindparam("sla"))
+               .values({c.name: bindparam(c.name) for c in _SLS.c if c.name != "sla_id"}))
+_INSERT_HISTORY = insert(SlsHistoryRow.__table__)
+_INSERT_EVENT = insert(EventRow.__table__)
+
+
+def _sla_rows(*extra: Any) -> Any:
+    """SLAs with their customer's name and kind, as plain rows, not ORM objects: lists of every SLA
+    (40,000 at rollout) read them; JSON columns as text, which records parses once per distinct value."""
+    return (select(*_SLA_COLUMNS, CustomerRow.name.label("customer_name"), CustomerRow.kind.label("customer_kind"),
+                   *extra).join(CustomerRow, SlaRow.customer_id == CustomerRow.id))
+
+
+@lru_cache(maxsize=4)
+def _one_sla_query(*, by_name: bool, restricted: bool) -> Any:
+    """One SLA by id or name (bound as "ref"); `restricted` to a customer (bound "customer", "kind")."""
+    query = _sla_rows().where((SlaRow.name if by_name else SlaRow.id) == bindparam("ref"))
+    if restricted:
+        query = query.where(CustomerRow.name == bindparam("customer"), CustomerRow.kind == bindparam("kind"))
+    return query
 
 
 def _check_name(name: str, field_name: str) -> None:

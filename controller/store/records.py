@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from enum import Enum
 from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import Text, cast
 
 from controller.domain.catalog import AvailabilityObjective, ChangePolicy, ClassBounds, ServiceClassName, Tariff
 from controller.domain.principal import Channel
 from controller.domain.sla import Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms
-from controller.domain.sls import Sls, SlsHistoryEntry
+from controller.domain.sls import Sls, SlsHistoryEntry, SlsSetting
 from controller.domain.topology import ClassShares, Endpoint, Interface, InterfaceRole, Link, Router, Topology
 from controller.domain.units import from_cents
 from controller.store.schema import CustomerRow, InterfaceRow, LinkRow, RouterRow, SlaRow, SlsHistoryRow, SlsRow
@@ -53,18 +55,46 @@ def customer_from_row(row: Any) -> Customer:
 
 
 Model = TypeVar("Model", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
 
-# Thousands of SLAs share a handful of distinct tariffs, policies and bounds: parse and dump each
-# distinct value once. The values are frozen, so sharing them is safe.
+# Thousands of SLAs share a handful of distinct tariffs, policies, bounds and paths: parse each
+# distinct value once. The values are frozen, so sharing them is safe. List queries read the JSON
+# columns as text (`json_as_text`), so that equal texts are found in the cache without decoding
+# them first; ORM rows come decoded and are keyed by their canonical dump.
 
 
 @lru_cache(maxsize=4096)
-def _parsed(model: type[BaseModel], canonical_json: str) -> BaseModel:
-    return model.model_validate_json(canonical_json)
+def _parsed(model: type[BaseModel], text: str) -> BaseModel:
+    return model.model_validate_json(text)
 
 
-def _parse(model: type[Model], data: dict[str, Any]) -> Model:
-    return _parsed(model, json.dumps(data, sort_keys=True, separators=(",", ":")))  # type: ignore[return-value]
+def _as_text(value: str | dict[str, Any] | list[Any]) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _parse(model: type[Model], value: str | dict[str, Any]) -> Model:
+    return _parsed(model, _as_text(value))  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4096)
+def _parsed_bounds(text: str) -> tuple[tuple[ServiceClassName, ClassBounds], ...]:
+    return tuple((_enum(ServiceClassName, c), _parse(ClassBounds, b)) for c, b in json.loads(text).items())
+
+
+@lru_cache(maxsize=4096)
+def _parsed_path(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+@lru_cache(maxsize=256)
+def _enum(kind: type[E], value: str) -> E:
+    """kind(value), looked up once (an Enum call costs microseconds; lists make tens of thousands)."""
+    return kind(value)
+
+
+def json_as_text(column: Any) -> Any:
+    """Select a JSON column as its text, under its own name (see _parsed)."""
+    return cast(column, Text).label(column.name)
 
 
 _dumped: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
@@ -102,8 +132,8 @@ def terms_from_row(row: Any) -> SlaTerms:
     """From an SlaRow or a plain result row with the same columns."""
     return SlaTerms(
         offering=row.offering,
-        attachment=Attachment(row.router_id, row.interface, row.access_speed_bps, tuple(row.prefixes)),
-        bounds={ServiceClassName(c): _parse(ClassBounds, b) for c, b in row.bounds.items()},
+        attachment=Attachment(row.router_id, row.interface, row.access_speed_bps, tuple(_json(row.prefixes))),
+        bounds=dict(_parsed_bounds(_as_text(row.bounds))),
         tariff=_parse(Tariff, row.tariff),
         change_policy=_parse(ChangePolicy, row.change_policy),
         availability=_parse(AvailabilityObjective, row.availability),
@@ -112,26 +142,35 @@ def terms_from_row(row: Any) -> SlaTerms:
     )
 
 
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def sla_from_row(row: SlaRow, customer: CustomerRow) -> Sla:
-    return Sla(row.id, row.name, customer.name, CustomerKind(customer.kind), terms_from_row(row),
-               LifecycleState(row.state), tuple(row.path))
+    return Sla(row.id, row.name, customer.name, _enum(CustomerKind, customer.kind), terms_from_row(row),
+               _enum(LifecycleState, row.state), _parsed_path(_as_text(row.path)))
 
 
 def sla_from_columns(row: Any) -> Sla:
-    """From a plain result row of the slas columns plus customer_name and customer_kind."""
-    return Sla(row.id, row.name, row.customer_name, CustomerKind(row.customer_kind), terms_from_row(row),
-               LifecycleState(row.state), tuple(row.path))
+    """From a plain result row of the slas columns (JSON ones as text or decoded) plus customer_name
+    and customer_kind."""
+    return Sla(row.id, row.name, row.customer_name, _enum(CustomerKind, row.customer_kind), terms_from_row(row),
+               _enum(LifecycleState, row.state), _parsed_path(_as_text(row.path)))
 
 
 def sls_from_row(row: SlsRow) -> Sls:
-    return Sls(row.sla_id, ServiceClassName(row.service_class), row.bandwidth_bps, row.version,
-               row.changed_at, row.changed_by, Channel(row.channel))
+    return Sls(row.sla_id, _enum(ServiceClassName, row.service_class), row.bandwidth_bps, row.version,
+               row.changed_at, row.changed_by, _enum(Channel, row.channel))
+
+
+def sls_setting(sla_id: int, service_class: str, bandwidth_bps: int) -> SlsSetting:
+    return SlsSetting(sla_id, _enum(ServiceClassName, service_class), bandwidth_bps)
 
 
 def sls_from_columns(row: Any) -> Sls:
     """From a plain result row carrying the sls columns prefixed `sls_` and the SLA's `id`."""
-    return Sls(row.id, ServiceClassName(row.sls_service_class), row.sls_bandwidth_bps, row.sls_version,
-               row.sls_changed_at, row.sls_changed_by, Channel(row.sls_channel))
+    return Sls(row.id, _enum(ServiceClassName, row.sls_service_class), row.sls_bandwidth_bps, row.sls_version,
+               row.sls_changed_at, row.sls_changed_by, _enum(Channel, row.sls_channel))
 
 
 def history_from_row(row: SlsHistoryRow) -> SlsHistoryEntry:

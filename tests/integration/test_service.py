@@ -41,6 +41,15 @@ def test_customer_sees_only_its_own_customer_sla_and_sls(demo: ServiceLayer) -> 
     assert demo.list_slas(ACME, customer="globex") == []
 
 
+def test_the_light_listings_show_each_principal_what_list_sls_shows(demo: ServiceLayer) -> None:
+    impostor = Principal(Role.CUSTOMER, "as64500")
+    for principal in (DOMAIN_MANAGER, ACME, GLOBEX, PEER, impostor):
+        full = demo.list_sls(principal)
+        assert demo.sls_settings(principal) == [(sls.sla_id, sls.service_class, sls.bandwidth_bps) for _, sls in full]
+        assert demo.sla_owners(principal) == {sla.id: sla.customer for sla, _ in full}
+    assert len(demo.sls_settings(DOMAIN_MANAGER)) == len(demo.list_slas(DOMAIN_MANAGER)) > 1
+
+
 @pytest.mark.parametrize("read", [
     lambda s, p: s.get_sla(p, "globex-main"),
     lambda s, p: s.get_sls(p, "globex-main"),
@@ -178,6 +187,22 @@ def test_expected_version_prevents_lost_updates(demo: ServiceLayer) -> None:
     with pytest.raises(Conflict) as refused:
         demo.change_sls(DOMAIN_MANAGER, "acme-hq", "gold", 3 * M, Channel.CLI, expected_version=1)
     assert (refused.value.field, refused.value.bound, refused.value.value) == ("sls.version", 2, 1)
+
+
+def test_a_batch_change_keeps_what_it_leaves_out(demo: ServiceLayer) -> None:
+    """None keeps the class or bandwidth in effect, read in the change's own transaction (a NETCONF
+    merge of one leaf)."""
+    [changed] = demo.change_sls_batch(ACME, [("acme-hq", None, 6 * M)], Channel.NETCONF)
+    assert (changed.sls.service_class, changed.sls.bandwidth_bps, changed.sls.version) == (SILVER, 6 * M, 2)
+    with pytest.raises(OutOfBounds):  # the kept 6 Mbit/s is judged against gold's bounds
+        demo.change_sls_batch(DOMAIN_MANAGER, [("acme-hq", "gold", None)], Channel.NETCONF)
+    demo.change_sls_batch(DOMAIN_MANAGER, [("acme-hq", None, 2 * M)], Channel.NETCONF)
+    [changed] = demo.change_sls_batch(DOMAIN_MANAGER, [("acme-hq", "gold", None)], Channel.NETCONF)
+    assert (changed.sls.service_class, changed.sls.bandwidth_bps) == (GOLD, 2 * M)
+    assert [(h.service_class, h.bandwidth_bps) for h in demo.sls_history(ACME, "acme-hq")][1:] == [
+        (SILVER, 6 * M), (SILVER, 2 * M), (GOLD, 2 * M)]
+    [same] = demo.change_sls_batch(DOMAIN_MANAGER, [("acme-hq", None, None)], Channel.NETCONF)
+    assert not same.changed and same.sls.version == 4
 
 
 def test_peer_domain_changes_its_own_sls(demo: ServiceLayer) -> None:
