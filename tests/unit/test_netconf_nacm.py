@@ -39,7 +39,7 @@ def test_peers_may_kill_sessions_but_not_read_the_rules() -> None:
 
 
 def test_paths_cover_the_nodes_below_them() -> None:
-    assert nacm.parse_path("/csm:csm/csm:sla[csm:id='5']") == [("csm", None), ("sla", "5")]
+    assert nacm.parse_path("/csm:csm/csm:sla[csm:id='5']") == (("csm", None), ("sla", "5"))
     sls = [("csm", None), ("sla", "5"), ("sls", None), ("bandwidth", None)]
     assert RULES.allowed("as64500-nms", "update", "csm-service", node=sls)
     assert not RULES.allowed("as64500-nms", "update", "csm-service", node=[("csm", None), ("sla", "55"), ("sls", None)])
@@ -54,3 +54,14 @@ def test_the_rules_read_as_ietf_netconf_acm_data() -> None:
     assert "/csm:csm/csm:sla[csm:id='5']" in paths and "/csm:csm/csm:sla[csm:id='7']" in paths
     users = {g.findtext(ns + "name"): [u.text for u in g.iter(ns + "user-name")] for g in xml.iter(ns + "group")}
     assert users["peer-as64500"] == ["as64500-nms", "as64500-backup"] and users["operators"] == ["noc"]
+
+
+def test_readable_slas_agrees_with_the_rule_by_rule_answer() -> None:
+    ids = [1, 2, 5, 7, 99]
+    for user in ("noc", "as64500-nms", "acme-nms", "nobody"):
+        expected = {i for i in ids if RULES.allowed(user, "read", "csm-service", node=nacm.sla_node(i))}
+        assert RULES.readable_slas(user, ids) == expected
+    assert RULES.readable_slas("noc", ids) == set(ids)           # the operators' permit-all, at once
+    assert RULES.readable_slas("as64500-nms", ids) == {5, 7}
+    denied = nacm.Nacm({"ops": ("x",)}, (nacm.RuleList("ops", ("ops",), (nacm.Rule("deny-all", action="deny"),)),))
+    assert denied.readable_slas("x", ids) == set()

@@ -3,6 +3,7 @@ edit-config planning and rpc-error building."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,7 @@ from controller.domain.errors import (
     OutOfBounds,
     TooSoon,
 )
+from controller.domain.sls import SlsSetting
 from controller.northbound.netconf import rpc
 from controller.northbound.netconf.framing import (
     EOM,
@@ -652,3 +654,32 @@ def test_refusal_without_sla_id_has_no_path():
     mapped = rpc.refusal_to_rpc_error(OutOfBounds("x", bound=1, value=2), None)
     assert mapped.path is None
     assert mapped.element().find(nc("error-path")) is None
+
+
+FILTERS = ["", "<sla/>", "<sla><id>5</id></sla>", "<sla><id> 7 </id><sls><class/></sls></sla>",
+           "<sla><id>5</id></sla><sla><id>7</id></sla>", "<sla><id>5</id></sla><sla><sls/></sla>",
+           "<sla><id>6</id></sla>", "<sla><id>x</id></sla>", "<sla><sls><class>bronze</class></sls></sla>",
+           "<other/>"]
+
+
+def test_reading_only_the_slas_a_filter_names_by_key_selects_the_same():
+    """filtered_sla_ids lets the server read fewer SLAs; the filter must select exactly what it
+    selects from all of them."""
+    data = tree()
+    for inner in FILTERS + ["ALONE"]:
+        chosen = flt('<netconf-state xmlns="urn:x"/>') if inner == "ALONE" else flt(q(inner))
+        keyed = rpc.filtered_sla_ids(chosen)
+        narrowed = copy.deepcopy(data)
+        for entry in list(narrowed):
+            if keyed is not None and int(entry.findtext(f"{{{CSM}}}id")) not in keyed:
+                narrowed.remove(entry)
+        assert [c14n(r) for r in rpc.subtree_filter(narrowed, chosen)] == \
+            [c14n(r) for r in rpc.subtree_filter(data, chosen)], inner
+    assert rpc.filtered_sla_ids(flt(q("<sla><id>5</id></sla><sla><id>7</id></sla>"))) == {5, 7}
+    assert rpc.filtered_sla_ids(flt(q("<sla/>"))) is None
+
+
+def test_the_config_text_is_the_config_tree():
+    settings = [SlsSetting(5, GOLD, 2 * M), SlsSetting(7, BRONZE, 9 * M)]
+    assert c14n(etree.fromstring(rpc.config_text(settings))) == c14n(tree(config_only=True))
+    assert c14n(rpc.config_tree(settings)) == c14n(tree(config_only=True))

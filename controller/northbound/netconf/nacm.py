@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lxml import etree
 
@@ -63,18 +64,15 @@ class Nacm:
     read_default: str = "permit"
     write_default: str = "deny"
     exec_default: str = "permit"
+    _rules_by_user: dict[str, tuple[Rule, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def allowed(self, user: str, operation: str, module: str, *, node: Sequence[tuple[str, str | None]] | None = None,
                 rpc: str | None = None, notification: str | None = None) -> bool:
         """RFC 8341 3.4: the first matching rule of the user's groups' rule-lists decides; else the
         defaults (and default-deny-all on the NACM data and the dangerous operations)."""
-        mine = {group for group, users in self.groups.items() if user in users}
-        for rule_list in self.rule_lists:
-            if "*" not in rule_list.groups and not mine & set(rule_list.groups):
-                continue
-            for rule in rule_list.rules:
-                if rule.matches(operation, module, node, rpc, notification):
-                    return rule.action == "permit"
+        for rule in self._rules_of(user):
+            if rule.matches(operation, module, node, rpc, notification):
+                return rule.action == "permit"
         if module == "ietf-netconf-acm" or (rpc is not None and rpc in DEFAULT_DENY_RPCS):
             return False
         default = self.exec_default if operation == "exec" else (
@@ -82,16 +80,36 @@ class Nacm:
         return default == "permit"
 
 
+    def readable_slas(self, user: str, sla_ids: Iterable[int]) -> set[int]:
+        """The SLAs among `sla_ids` whose /csm/sla entry `user` may read. Same answer as `allowed`
+        for each, but when the user's first rule that could apply to csm-service data covers all of
+        it (an operator's permit-all), that rule decides for every entry at once."""
+        for rule in self._rules_of(user):
+            if rule.module in ("*", CSM_MODULE) and rule.rpc is None and rule.notification is None:
+                if rule.path is None and (rule.access == "*" or "read" in rule.access.split()):
+                    return set(sla_ids) if rule.action == "permit" else set()
+                break
+        return {sla_id for sla_id in sla_ids if self.allowed(user, "read", CSM_MODULE, node=sla_node(sla_id))}
+
+    def _rules_of(self, user: str) -> tuple[Rule, ...]:
+        """The rules of the user's groups' rule-lists, in order (worked out once per user)."""
+        rules = self._rules_by_user.get(user)
+        if rules is None:
+            mine = {group for group, users in self.groups.items() if user in users}
+            rules = tuple(rule for rule_list in self.rule_lists
+                          if "*" in rule_list.groups or mine & set(rule_list.groups) for rule in rule_list.rules)
+            self._rules_by_user[user] = rules
+        return rules
+
+
 def sla_node(sla_id: int) -> list[tuple[str, str | None]]:
     return [("csm", None), ("sla", str(sla_id))]
 
 
-def parse_path(path: str) -> list[tuple[str, str | None]]:
-    """"/csm:csm/csm:sla[csm:id='5']" -> [("csm", None), ("sla", "5")] (one key per step at most)."""
-    steps = []
-    for match in _STEP.finditer(path):
-        steps.append((match.group(1), match.group(3)))
-    return steps
+@lru_cache(maxsize=65536)
+def parse_path(path: str) -> tuple[tuple[str, str | None], ...]:
+    """"/csm:csm/csm:sla[csm:id='5']" -> (("csm", None), ("sla", "5")) (one key per step at most)."""
+    return tuple((match.group(1), match.group(3)) for match in _STEP.finditer(path))
 
 
 def _within(rule: Sequence[tuple[str, str | None]], node: Sequence[tuple[str, str | None]]) -> bool:

@@ -30,7 +30,7 @@ from controller.domain.errors import (
 )
 from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Sla
-from controller.domain.sls import Sls
+from controller.domain.sls import Sls, SlsSetting
 from controller.service.layer import ServiceLayer
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -104,6 +104,20 @@ def refusal_to_rpc_error(error: CsmmError, sla_id: int | str | None) -> RpcError
 
 # --------------------------------------------------------------------------------------------- data
 
+def config_text(settings: Iterable[SlsSetting]) -> str:
+    """<csm> with one <sla> per SLA holding only its SLS's class and bandwidth (get-config), as text.
+
+    Written as text rather than element by element: for 10,000 entries that is several times
+    faster. The values are integers and the class names, so nothing needs escaping."""
+    text = "".join(f"<sla><id>{s.sla_id}</id><sls><class>{s.service_class.value}</class>"
+                   f"<bandwidth>{s.bandwidth_bps}</bandwidth></sls></sla>" for s in settings)
+    return f'<csm xmlns="{CSM}">{text}</csm>'
+
+
+def config_tree(settings: Iterable[SlsSetting]) -> etree._Element:
+    return etree.fromstring(config_text(settings))
+
+
 def data_tree(entries: Iterable[tuple[Sla, Sls]], *, config_only: bool) -> etree._Element:
     """<csm> with one <sla> per SLA: the SLS (config), and unless `config_only` the contract too."""
     root = etree.Element(_CSM + "csm", nsmap={None: CSM})
@@ -164,6 +178,30 @@ def subtree_filter(data: etree._Element, filter_element: etree._Element) -> list
             if result is not None:
                 selected.append(result)
     return selected
+
+
+def filtered_sla_ids(filter_element: etree._Element) -> set[int] | None:
+    """The SLA ids a subtree filter can select at most, when each of its csm/sla nodes names its
+    entries by key (<sla><id>5</id>...): the SLAs to read before the filter runs on them. None when
+    some filter node may select SLAs otherwise (the whole <csm>, an <sla> without an id match)."""
+    ids: set[int] = set()
+    for top in _elements(filter_element):
+        if _split(top.tag)[1] != "csm":
+            continue  # selects nothing of csm-service
+        if not _elements(top):
+            return None
+        for entry in _elements(top):
+            if _split(entry.tag)[1] != "sla":
+                continue
+            keys = [c for c in _elements(entry) if _split(c.tag)[1] == "id" and len(c) == 0 and (c.text or "").strip()]
+            if not keys:
+                return None
+            ids.update(int(k.text.strip()) for k in keys if _DIGITS.fullmatch(k.text.strip()))
+    return ids
+
+
+def _elements(node: etree._Element) -> list[etree._Element]:
+    return [child for child in node if isinstance(child.tag, str)]
 
 
 def _matches(wanted: etree._Element, node: etree._Element) -> bool:
@@ -343,14 +381,8 @@ def apply_edit(service: ServiceLayer, principal: Principal, plan: EditPlan, *, t
     _judge_entry_operations(service, principal, plan.entries)
     if not plan.changes:
         return
-    batch = []
-    for sla_id, wanted in sorted(plan.changes.items()):
-        try:
-            current = service.get_sls(principal, sla_id)
-        except CsmmError as exc:
-            raise refusal_to_rpc_error(exc, sla_id) from None
-        batch.append((sla_id, wanted.get("class", current.service_class),
-                      wanted.get("bandwidth", current.bandwidth_bps)))
+    # A leaf left out keeps its value (None), read in the change's own transaction.
+    batch = [(sla_id, wanted.get("class"), wanted.get("bandwidth")) for sla_id, wanted in sorted(plan.changes.items())]
     try:
         service.change_sls_batch(principal, batch, Channel.NETCONF, dry_run=test_only)
     except CsmmError as exc:

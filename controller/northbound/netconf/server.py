@@ -36,7 +36,10 @@ from .rpc import (
     NC,
     RpcError,
     apply_edit,
+    config_text,
+    config_tree,
     data_tree,
+    filtered_sla_ids,
     plan_edit,
     refusal_to_rpc_error,
     subtree_filter,
@@ -57,6 +60,7 @@ CAPABILITIES = (
 )
 _NC = f"{{{NC}}}"
 EVENT_POLL_S = 0.25
+_BODY = "csmm:body"  # stands for a serialized body in _reply_bytes (attribute values cannot hold "<!--")
 _MODULES_BY_NAMESPACE = {NC: "ietf-netconf", notifications.NOTIFICATION_NS: "notifications",
                          library.MONITORING: "ietf-netconf-monitoring"}
 
@@ -223,8 +227,8 @@ class NetconfServer:
             return _reply_bytes(attributes, [refusal_to_rpc_error(error, None)])
         return _reply_bytes(attributes, [], body)
 
-    async def _operate(self, session: Session, operation: etree._Element) -> etree._Element | None:
-        """The reply's content: an element (<data>), or None for <ok/>."""
+    async def _operate(self, session: Session, operation: etree._Element) -> etree._Element | bytes | None:
+        """The reply's content: an element (<data>) or its serialization, or None for <ok/>."""
         name = etree.QName(operation)
         module = _MODULES_BY_NAMESPACE.get(name.namespace or "", "")
         rules = await self._access_rules()
@@ -244,24 +248,36 @@ class NetconfServer:
                            info={"bad-element": name.localname})
         return await handler(session, operation)
 
-    async def _op_get(self, session: Session, operation: etree._Element) -> etree._Element:
+    async def _op_get(self, session: Session, operation: etree._Element) -> etree._Element | bytes:
         return await self._data(session, operation, config_only=False)
 
-    async def _op_get_config(self, session: Session, operation: etree._Element) -> etree._Element:
+    async def _op_get_config(self, session: Session, operation: etree._Element) -> etree._Element | bytes:
         _datastore(operation, "source")
         return await self._data(session, operation, config_only=True)
 
-    async def _data(self, session: Session, operation: etree._Element, *, config_only: bool) -> etree._Element:
+    async def _data(self, session: Session, operation: etree._Element, *, config_only: bool) -> etree._Element | bytes:
         library.check_with_defaults(operation)
         chosen = operation.find(_NC + "filter")
         if chosen is not None and chosen.get("type", "subtree") != "subtree":
             raise RpcError("operation-not-supported", "only subtree filters are supported", error_type="protocol",
                            info={"bad-attribute": "type", "bad-element": "filter"})
-        entries = await asyncio.to_thread(self.service.list_sls, session.principal)
         rules = await self._access_rules()
-        readable = [(sla, sls) for sla, sls in entries
-                    if rules.allowed(session.user, "read", nacm.CSM_MODULE, node=nacm.sla_node(sla.id))]
-        trees = [data_tree(readable, config_only=config_only)]
+        keyed = filtered_sla_ids(chosen) if chosen is not None else None  # the filter runs on these only
+
+        def wanted(sla_id: int, readable: set[int]) -> bool:
+            return sla_id in readable and (keyed is None or sla_id in keyed)
+
+        if config_only:  # class and bandwidth only: a lighter read than the contracts
+            settings = await asyncio.to_thread(self.service.sls_settings, session.principal)
+            readable = rules.readable_slas(session.user, [setting.sla_id for setting in settings])
+            mine = [setting for setting in settings if wanted(setting.sla_id, readable)]
+            if chosen is None:  # the whole datastore: straight to text, no tree to build and serialize
+                return f'<data xmlns="{NC}">{config_text(mine)}</data>'.encode()
+            trees = [config_tree(mine)]
+        else:
+            entries = await asyncio.to_thread(self.service.list_sls, session.principal)
+            readable = rules.readable_slas(session.user, [sla.id for sla, _ in entries])
+            trees = [data_tree(((sla, sls) for sla, sls in entries if wanted(sla.id, readable)), config_only=False)]
         if not config_only:  # state about the server itself
             trees += [library.netconf_state(capabilities_offered()), library.yang_library()]
             if rules.allowed(session.user, "read", "ietf-netconf-acm"):
@@ -407,8 +423,7 @@ class NetconfServer:
 
     def _derive_rules(self) -> nacm.Nacm:
         logins = [(user.name, user.customer) for user in self.access.users(DOMAIN_MANAGER)]
-        slas = [(sla.id, sla.customer) for sla in self.service.list_slas(DOMAIN_MANAGER)]
-        return nacm.generate(logins, slas)
+        return nacm.generate(logins, self.service.sla_owners(DOMAIN_MANAGER).items())
 
     def _newest_event_id(self) -> int:
         with self.service.database.read() as session:
@@ -437,7 +452,10 @@ def capabilities_offered() -> tuple[str, ...]:
     return (*CAPABILITIES, library.library_capability())
 
 
-def _reply_bytes(attributes: dict[str, str], errors: list[RpcError], body: etree._Element | None = None) -> bytes:
+def _reply_bytes(attributes: dict[str, str], errors: list[RpcError],
+                 body: etree._Element | bytes | None = None) -> bytes:
+    """The <rpc-reply>, with the <rpc>'s attributes. A body given serialized (a large <data>) takes
+    the place of a comment, so that lxml still writes the attributes and their namespaces."""
     reply = etree.Element(_NC + "rpc-reply", nsmap={None: NC})
     for key, value in attributes.items():
         reply.set(key, value)
@@ -446,6 +464,10 @@ def _reply_bytes(attributes: dict[str, str], errors: list[RpcError], body: etree
             reply.append(error.element())
     elif body is None:
         etree.SubElement(reply, _NC + "ok")
+    elif isinstance(body, bytes):
+        reply.append(etree.Comment(_BODY))
+        return etree.tostring(reply, xml_declaration=True, encoding="UTF-8").replace(b"<!--%s-->" % _BODY.encode(),
+                                                                                   body, 1)
     else:
         reply.append(body)
     return etree.tostring(reply, xml_declaration=True, encoding="UTF-8")
