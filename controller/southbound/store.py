@@ -4,7 +4,7 @@ worker threads."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -181,11 +181,15 @@ class SouthboundStore:
                     usage.updated_at = now
         return added
 
-    def usage(self, since: datetime | None = None) -> dict[tuple[str, str], tuple[int, int, int]]:
-        """(SLA, class) -> (octets, packets, drops) so far; only rows updated at or after `since` if given."""
+    def usage(self, since: datetime | None = None,
+              slas: Collection[str] | None = None) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """(SLA, class) -> (octets, packets, drops) so far; only rows updated at or after `since`, and
+        only of the SLAs named in `slas`, if given."""
         query = select(ClassUsageRow)
         if since is not None:
             query = query.where(ClassUsageRow.updated_at >= since)
+        if slas is not None:
+            query = query.where(ClassUsageRow.sla.in_(list(slas)))
         with self.database.read() as session:
             return {(r.sla, r.service_class): (r.octets, r.packets, r.drops) for r in session.scalars(query)}
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from controller.service.events import SLA_VIOLATION
 from controller.service.layer import ServiceLayer
 from controller.store import migrate
 from controller.store.database import Database
+from controller.store.schema import ClassUsageRow
 from tests.integration.snmp_support import free_tcp_port, thin_link_provisioning, wait_until
 
 CSMM = str(Path(sys.executable).with_name("csmm"))
@@ -150,6 +152,33 @@ def test_get_shows_the_contract_and_a_subtree_filter_selects(server: NetconfCont
     assert root.findtext(f".//{{{CSM}}}offering") == "gsb-business"
     assert {e.findtext(f"{{{CSM}}}class") for e in root.iter(f"{{{CSM}}}class-bounds")} == {"gold", "silver", "bronze"}
     assert root.find(f".//{{{CSM}}}sls") is None and root.find(f".//{{{CSM}}}access") is None
+
+
+def test_get_shows_the_service_tariff_counters_and_conformance_of_its_own_slas(server: NetconfController,
+                                                                               ids: dict[str, int]) -> None:
+    """The counters the southbound keeps (class_usage) show as statistics, to their owner only."""
+    service = server.service()
+    try:
+        with service.database.write() as session:
+            for sla, octets in (("acme-hq", 123_456), ("globex-main", 654_321)):
+                session.merge(ClassUsageRow(sla=sla, service_class="gold", octets=octets, packets=100, drops=7,
+                                            updated_at=datetime.now(timezone.utc)))
+    finally:
+        service.database.dispose()
+    with server.connect("acme-nms") as session:
+        root = etree.fromstring(session.get().data_xml.encode())
+    ns = f"{{{CSM}}}"
+    assert root.findtext(f"{ns}csm/{ns}service/{ns}name") == "GSB"
+    assert {c.findtext(f"{ns}name") for c in root.iterfind(f"{ns}csm/{ns}service/{ns}class")} == {
+        "gold", "silver", "bronze"}
+    [entry] = root.iterfind(f"{ns}csm/{ns}sla")
+    assert entry.findtext(f"{ns}id") == str(ids["acme-hq"])
+    assert entry.findtext(f"{ns}contract/{ns}tariff/{ns}monthly-fee") is not None
+    stats = {c.findtext(f"{ns}class"): (c.findtext(f"{ns}octets"), c.findtext(f"{ns}packets"), c.findtext(f"{ns}drops"))
+             for c in entry.iterfind(f"{ns}statistics/{ns}class")}
+    assert stats == {"gold": ("123456", "100", "7"), "silver": ("0", "0", "0"), "bronze": ("0", "0", "0")}
+    assert entry.findtext(f"{ns}conformance/{ns}state") == "unknown"
+    assert b"654321" not in etree.tostring(root)  # globex's counters are not acme's to see
 
 
 def test_netconf_console2_reads_and_edits_as_the_readme_says(server: NetconfController, ids: dict[str, int],

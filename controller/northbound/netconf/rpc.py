@@ -10,13 +10,14 @@ the refusal's stable code (out-of-bounds, too-soon, capacity-exceeded, ...).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from lxml import etree
 
-from controller.domain.catalog import ServiceClassName
+from controller.domain.catalog import Catalog, ServiceClass, ServiceClassName
 from controller.domain.errors import (
     CapacityExceeded,
     ClassNotAllowed,
@@ -118,30 +119,107 @@ def config_tree(settings: Iterable[SlsSetting]) -> etree._Element:
     return etree.fromstring(config_text(settings))
 
 
-def data_tree(entries: Iterable[tuple[Sla, Sls]], *, config_only: bool) -> etree._Element:
-    """<csm> with one <sla> per SLA: the SLS (config), and unless `config_only` the contract too."""
+Counters = tuple[int, int, int]  # octets, packets, drops
+
+
+@dataclass(frozen=True)
+class StateData:
+    """What a <get> shows beyond the SLAs and their SLSs."""
+
+    catalog: Catalog
+    now: datetime
+    last_customer_changes: Mapping[int, datetime] = field(default_factory=dict)  # SLA id -> when
+    usage: Mapping[tuple[str, str], Counters] = field(default_factory=dict)  # (SLA name, class) -> counters
+
+
+def data_tree(entries: Iterable[tuple[Sla, Sls]], *, config_only: bool,
+              state: StateData | None = None) -> etree._Element:
+    """<csm> with one <sla> per SLA: the SLS (config); unless `config_only`, also the service and,
+    per SLA, the SLS's state leaves, the contract, the counters and the conformance (from `state`)."""
+    if not config_only and state is None:
+        raise ValueError("a tree with state data needs the state")
     root = etree.Element(_CSM + "csm", nsmap={None: CSM})
+    if state is not None and not config_only:
+        root.append(_service(state.catalog))
     for sla, sls in entries:
         entry = etree.SubElement(root, _CSM + "sla")
         etree.SubElement(entry, _CSM + "id").text = str(sla.id)
         sls_element = etree.SubElement(entry, _CSM + "sls")
         etree.SubElement(sls_element, _CSM + "class").text = sls.service_class.value
         etree.SubElement(sls_element, _CSM + "bandwidth").text = str(sls.bandwidth_bps)
-        if config_only:
+        if state is None or config_only:
             continue
         etree.SubElement(sls_element, _CSM + "version").text = str(sls.version)
         etree.SubElement(sls_element, _CSM + "changed-at").text = sls.changed_at.isoformat()
         etree.SubElement(sls_element, _CSM + "changed-by").text = sls.changed_by
         etree.SubElement(sls_element, _CSM + "channel").text = sls.channel.value
+        allowed = _next_change_allowed(sla, state.last_customer_changes.get(sla.id), state.now)
+        if allowed is not None:
+            etree.SubElement(sls_element, _CSM + "next-change-allowed").text = allowed.isoformat()
         entry.append(_contract(sla))
+        entry.append(_statistics(sla, state.usage))
+        conformance = etree.SubElement(entry, _CSM + "conformance")  # measured by the feedback part
+        etree.SubElement(conformance, _CSM + "state").text = "unknown"
     return root
+
+
+def _next_change_allowed(sla: Sla, last_customer_change: datetime | None, now: datetime) -> datetime | None:
+    """When the customer may change its SLS again, if that is later than now."""
+    interval = sla.terms.change_policy.min_interval
+    if last_customer_change is None or not interval or last_customer_change + interval <= now:
+        return None
+    return last_customer_change + interval
+
+
+def _service(catalog: Catalog) -> etree._Element:
+    service = etree.Element(_CSM + "service")
+    etree.SubElement(service, _CSM + "name").text = catalog.service
+    etree.SubElement(service, _CSM + "currency").text = catalog.currency
+    for name, service_class in sorted(catalog.classes.items()):
+        entry = etree.SubElement(service, _CSM + "class")
+        etree.SubElement(entry, _CSM + "name").text = name.value
+        etree.SubElement(entry, _CSM + "phb").text = service_class.phb
+        etree.SubElement(entry, _CSM + "dscp").text = str(service_class.dscp)
+        etree.SubElement(entry, _CSM + "guaranteed").text = "true" if service_class.guaranteed else "false"
+        for metric, unit, bound in _metric_bounds(service_class):
+            bound_entry = etree.SubElement(entry, _CSM + "metric-bound")
+            etree.SubElement(bound_entry, _CSM + "metric").text = metric
+            etree.SubElement(bound_entry, _CSM + "metric-unit").text = unit
+            etree.SubElement(bound_entry, _CSM + "bound").text = str(bound)
+    return service
+
+
+def _metric_bounds(service_class: ServiceClass) -> list[tuple[str, str, int]]:
+    """The class's quality objectives, in the units the metric typedef gives."""
+    bounds = []
+    if service_class.one_way_delay_ms is not None:
+        bounds.append(("delay", "microseconds", service_class.one_way_delay_ms * 1000))
+    if service_class.delay_variation_ms is not None:
+        bounds.append(("delay-variation", "microseconds", service_class.delay_variation_ms * 1000))
+    if service_class.loss_ratio is not None:
+        bounds.append(("loss", "parts per million", round(service_class.loss_ratio * 1_000_000)))
+    return bounds
+
+
+def _statistics(sla: Sla, usage: Mapping[tuple[str, str], Counters]) -> etree._Element:
+    """Counters per class, cumulative since the SLA began and kept across restarts: the start is
+    their only discontinuity."""
+    statistics = etree.Element(_CSM + "statistics")
+    for service_class in ServiceClassName:
+        octets, packets, drops = usage.get((sla.name, service_class.value), (0, 0, 0))
+        entry = etree.SubElement(statistics, _CSM + "class")
+        for name, value in (("class", service_class.value), ("octets", octets), ("packets", packets),
+                            ("drops", drops), ("discontinuity-time", sla.terms.valid_from.isoformat())):
+            etree.SubElement(entry, _CSM + name).text = str(value)
+    return statistics
 
 
 def _contract(sla: Sla) -> etree._Element:
     terms = sla.terms
     contract = etree.Element(_CSM + "contract")
-    for name, value in (("name", sla.name), ("customer", sla.customer), ("offering", terms.offering),
-                        ("state", sla.state.value), ("valid-from", terms.valid_from.isoformat())):
+    for name, value in (("name", sla.name), ("customer", sla.customer), ("customer-kind", sla.customer_kind.value),
+                        ("offering", terms.offering), ("state", sla.state.value),
+                        ("valid-from", terms.valid_from.isoformat())):
         etree.SubElement(contract, _CSM + name).text = value
     if terms.valid_until is not None:
         etree.SubElement(contract, _CSM + "valid-until").text = terms.valid_until.isoformat()
@@ -156,9 +234,19 @@ def _contract(sla: Sla) -> etree._Element:
         etree.SubElement(entry, _CSM + "class").text = service_class.value
         etree.SubElement(entry, _CSM + "min").text = str(bounds.min)
         etree.SubElement(entry, _CSM + "max").text = str(bounds.max)
+    tariff = etree.SubElement(contract, _CSM + "tariff")
+    etree.SubElement(tariff, _CSM + "monthly-fee").text = str(terms.tariff.monthly_fee)
+    for service_class, class_tariff in sorted(terms.tariff.classes.items()):
+        entry = etree.SubElement(tariff, _CSM + "class-tariff")
+        etree.SubElement(entry, _CSM + "class").text = service_class.value
+        hours = class_tariff.included_hours
+        etree.SubElement(entry, _CSM + "included-hours").text = "unlimited" if hours is None else str(hours)
+        etree.SubElement(entry, _CSM + "price-per-hour").text = str(class_tariff.price_per_hour)
     availability = etree.SubElement(contract, _CSM + "availability")
     etree.SubElement(availability, _CSM + "objective-percent").text = str(terms.availability.objective_percent)
     etree.SubElement(availability, _CSM + "max-outage").text = str(terms.availability.max_outage_s)
+    etree.SubElement(availability, _CSM + "penalty-percent").text = str(
+        terms.availability.penalty_percent_of_monthly_fee)
     policy = etree.SubElement(contract, _CSM + "change-policy")
     etree.SubElement(policy, _CSM + "min-interval").text = str(terms.change_policy.min_interval_s)
     etree.SubElement(policy, _CSM + "fee-per-change").text = str(terms.change_policy.fee_per_change)

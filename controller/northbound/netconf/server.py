@@ -22,8 +22,11 @@ from sqlalchemy import func, select
 
 from controller.domain.errors import CsmmError
 from controller.domain.principal import DOMAIN_MANAGER, Principal
+from controller.domain.sla import Sla
+from controller.domain.sls import Sls
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
+from controller.southbound.store import SouthboundStore
 from controller.store.schema import EventRow
 
 from . import library, nacm, notifications
@@ -35,6 +38,7 @@ from .rpc import (
     CSM_REVISION,
     NC,
     RpcError,
+    StateData,
     apply_edit,
     config_text,
     config_tree,
@@ -277,7 +281,9 @@ class NetconfServer:
         else:
             entries = await asyncio.to_thread(self.service.list_sls, session.principal)
             readable = rules.readable_slas(session.user, [sla.id for sla, _ in entries])
-            trees = [data_tree(((sla, sls) for sla, sls in entries if wanted(sla.id, readable)), config_only=False)]
+            mine = [(sla, sls) for sla, sls in entries if wanted(sla.id, readable)]
+            state = await asyncio.to_thread(self._state_data, session.principal, mine)
+            trees = [data_tree(mine, config_only=False, state=state)]
         if not config_only:  # state about the server itself
             trees += [library.netconf_state(capabilities_offered()), library.yang_library()]
             if rules.allowed(session.user, "read", "ietf-netconf-acm"):
@@ -424,6 +430,13 @@ class NetconfServer:
     def _derive_rules(self) -> nacm.Nacm:
         logins = [(user.name, user.customer) for user in self.access.users(DOMAIN_MANAGER)]
         return nacm.generate(logins, self.service.sla_owners(DOMAIN_MANAGER).items())
+
+    def _state_data(self, principal: Principal, entries: list[tuple[Sla, Sls]]) -> StateData:
+        """The service, change marks and counters behind the state leaves of `entries`."""
+        names = None if principal.is_domain_manager else [sla.name for sla, _ in entries]
+        return StateData(self.service.catalog, datetime.now(timezone.utc),
+                         self.service.last_customer_changes(principal),
+                         SouthboundStore(self.service.database).usage(slas=names))
 
     def _newest_event_id(self) -> int:
         with self.service.database.read() as session:
