@@ -31,14 +31,16 @@ from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms, check_transition
 from controller.domain.sls import Sls, SlsHistoryEntry, SlsSetting
 from controller.domain.topology import Topology
-from controller.domain.units import format_bandwidth, to_cents
+from controller.domain.conformance import Conformance
+from controller.domain.units import format_bandwidth, from_cents, to_cents
 from controller.mapping import RouterQos, render_router_configs
 from controller.service import events as ev
 from controller.service.events import Event, EventBus
 from controller.store import records
 from controller.store.database import Database
-from controller.store.schema import (CustomerRow, EventRow, InterfaceRow, LinkRow, RouterRow, SlaRow,
-                                     SlaStateChangeRow, SlsHistoryRow, SlsRow)
+from controller.store.records import FeedbackRecord
+from controller.store.schema import (ConformanceRow, CustomerRow, EventRow, InterfaceRow, LinkRow, PenaltyCreditRow,
+                                     RouterRow, SlaRow, SlaStateChangeRow, SlsHistoryRow, SlsRow)
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +255,60 @@ class ServiceLayer:
         with self.database.read(snapshot=True) as session:
             topology, slas = self._topology(session), self._list_sls(session, principal)
         return render_router_configs(topology, slas, self.catalog)
+
+    def conformance(self, principal: Principal) -> dict[int, Conformance]:
+        """SLA id -> its latest conformance (controller.feedback), for the SLAs the principal may
+        see that have been measured."""
+        query = (select(ConformanceRow).join(SlaRow, SlaRow.id == ConformanceRow.sla_id)
+                 .join(CustomerRow, SlaRow.customer_id == CustomerRow.id))
+        if not principal.is_domain_manager:
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+        with self.database.read() as session:
+            return {row.sla_id: records.conformance_from_row(row) for row in session.scalars(query)}
+
+    def feedback_records(self, principal: Principal) -> dict[int, FeedbackRecord]:
+        """What the feedback part kept of every SLA: the month's accounting it carries on from."""
+        require_domain_manager(principal, "read the feedback records")
+        with self.database.read() as session:
+            return {row.sla_id: records.feedback_record_from_row(row) for row in session.scalars(select(ConformanceRow))}
+
+    def record_feedback(self, principal: Principal, measured: Sequence[FeedbackRecord],
+                        crossings: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+        """Store what the feedback part measured, in one transaction: each SLA's conformance (an
+        upsert), and sla.violation / sla.cleared events ((SLA id, event type, payload)). An
+        availability violation's penalty credit is recorded once per SLA and month."""
+        require_domain_manager(principal, "record conformance")
+
+        def run() -> None:
+            with self._write(principal) as tx:
+                for record in measured:
+                    tx.session.merge(records.conformance_row(record, tx.now))
+                names = dict(tx.session.execute(select(SlaRow.id, SlaRow.name).where(
+                    SlaRow.id.in_({sla_id for sla_id, _, _ in crossings}))).all()) if crossings else {}
+                for sla_id, event_type, payload in crossings:
+                    credit = payload.get("penalty_credit")
+                    if credit is not None and not self._credit_exists(tx.session, sla_id, payload["month"]):
+                        tx.session.add(PenaltyCreditRow(
+                            sla_id=sla_id, month=datetime.fromisoformat(payload["month"]),
+                            amount_cents=to_cents(Decimal(credit)), created_at=tx.now,
+                            reason=f"availability {payload['measured'] / 100:.2f} % below the objective"))
+                    tx.emit(event_type, f"sla:{names.get(sla_id, sla_id)}", sla_id=sla_id, **payload)
+        self._retrying(run)
+
+    @staticmethod
+    def _credit_exists(session: Session, sla_id: int, month: str) -> bool:
+        query = select(PenaltyCreditRow.id).where(PenaltyCreditRow.sla_id == sla_id,
+                                                  PenaltyCreditRow.month == datetime.fromisoformat(month))
+        return session.execute(query).first() is not None
+
+    def penalty_credits(self, principal: Principal) -> list[tuple[int, datetime, Decimal, str]]:
+        """(SLA id, month, amount, reason) of the credits owed on the SLAs the principal may see."""
+        query = (select(PenaltyCreditRow).join(SlaRow, SlaRow.id == PenaltyCreditRow.sla_id)
+                 .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(PenaltyCreditRow.id))
+        if not principal.is_domain_manager:
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+        with self.database.read() as session:
+            return [(r.sla_id, r.month, from_cents(r.amount_cents), r.reason) for r in session.scalars(query)]
 
     def recent_events(self, principal: Principal, limit: int = 50) -> list[Event]:
         require_domain_manager(principal, "read the event log")

@@ -29,6 +29,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy import func, select
 
 from controller.domain.principal import DOMAIN_MANAGER
+from controller.feedback.engine import FeedbackEngine, FeedbackSettings
+from controller.service.events import SLA_CLEARED, SLA_VIOLATION, Event
 from controller.service.layer import ServiceLayer
 from controller.southbound.pki import peer_identity, server_credentials
 from controller.southbound.store import Members, SouthboundStore
@@ -38,6 +40,7 @@ from controller.store.schema import EventRow
 log = logging.getLogger("csmm.southbound")
 
 SERVICE_NAME = "csmm.agent.v1.AgentService"
+FEEDBACK_EVENTS = (SLA_VIOLATION, SLA_CLEARED)
 HELLO_TIMEOUT_S = 10.0
 EVENT_POLL_S = 0.25      # how often the event log is checked for changes made by other processes
 KEEPALIVE = [("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
@@ -67,7 +70,7 @@ class AgentSession:
 
 class Southbound(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, service: ServiceLayer, *, counter_interval_ms: int = 1000, heartbeat_interval_ms: int = 5000,
-                 check_identity: bool = True) -> None:
+                 check_identity: bool = True, feedback: FeedbackSettings | None = None) -> None:
         self.service = service
         self.store = SouthboundStore(service.database)
         self.counter_interval_ms = counter_interval_ms
@@ -77,20 +80,29 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
         self._dirty = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.feedback = FeedbackEngine(service, self.router_ok, feedback)
 
     # ----------------------------------------------------------------------------- change feed
 
-    def changed(self, *_: object) -> None:
+    def changed(self, event: Event | None = None) -> None:
         """Something in the database changed: recompute soon. Safe from any thread."""
+        if event is not None and event.type in FEEDBACK_EVENTS:
+            return  # what the feedback part found changes no config
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._dirty.set)
+
+    def router_ok(self, router: str) -> bool:
+        """Is the router's agent connected, with the config last sent applied?"""
+        session = self.sessions.get(router)
+        return session is not None and session.sent is not None and session.acked_version == session.sent.version
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.store.mark_all_disconnected)
         for prefix in ("sla.", "sls.", "topology."):
             self.service.bus.subscribe(prefix, self.changed)
-        self._tasks = [asyncio.create_task(self._recompute_loop()), asyncio.create_task(self._watch_event_log())]
+        self._tasks = [asyncio.create_task(self._recompute_loop()), asyncio.create_task(self._watch_event_log()),
+                       asyncio.create_task(self.feedback.run())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -115,13 +127,15 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
                 self._dirty.set()
 
     def _last_event_id(self) -> int:
+        """The newest event that may change a config (the feedback part's own ones do not)."""
         with self.service.database.read() as session:
-            return session.scalar(select(func.max(EventRow.id))) or 0
+            return session.scalar(select(func.max(EventRow.id)).where(EventRow.type.not_in(FEEDBACK_EVENTS))) or 0
 
     async def _recompute_loop(self) -> None:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            self.feedback.changed()
             if not self.sessions:
                 continue
             try:
@@ -223,6 +237,7 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
             elif kind == "counters":
                 for c in message.counters.classes:
                     session.counters[(c.interface, c.class_name)] = ClassSample(c.bytes, c.packets, c.drops, c.overlimits)
+                self.feedback.counters(session.router, message.counters)
                 await asyncio.to_thread(self.store.ingest, session.router, message.counters, session.members)
             elif kind == "heartbeat":
                 await asyncio.to_thread(self.store.agent_seen, session.router)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
@@ -12,12 +14,14 @@ from pydantic import BaseModel
 from sqlalchemy import Text, cast
 
 from controller.domain.catalog import AvailabilityObjective, ChangePolicy, ClassBounds, ServiceClassName, Tariff
+from controller.domain.conformance import Conformance
 from controller.domain.principal import Channel
 from controller.domain.sla import Attachment, Customer, CustomerKind, LifecycleState, Sla, SlaTerms
 from controller.domain.sls import Sls, SlsHistoryEntry, SlsSetting
 from controller.domain.topology import ClassShares, Endpoint, Interface, InterfaceRole, Link, Router, Topology
 from controller.domain.units import from_cents
-from controller.store.schema import CustomerRow, InterfaceRow, LinkRow, RouterRow, SlaRow, SlsHistoryRow, SlsRow
+from controller.store.schema import (ConformanceRow, CustomerRow, InterfaceRow, LinkRow, RouterRow, SlaRow,
+                                     SlsHistoryRow, SlsRow)
 
 
 def topology_from_rows(routers: list[RouterRow], interfaces: list[InterfaceRow], links: list[LinkRow]) -> Topology:
@@ -176,3 +180,35 @@ def sls_from_columns(row: Any) -> Sls:
 def history_from_row(row: SlsHistoryRow) -> SlsHistoryEntry:
     return SlsHistoryEntry(row.sla_id, row.version, ServiceClassName(row.service_class), row.bandwidth_bps,
                            row.effective_from, row.principal, Channel(row.channel), from_cents(row.fee_cents))
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """What the feedback part keeps of an SLA between runs: its Conformance, and the month's
+    availability accounting behind it."""
+
+    conformance: Conformance
+    counted_from: datetime
+    down_s: float
+    longest_outage_s: float
+
+
+def conformance_row(record: FeedbackRecord, now: datetime) -> ConformanceRow:
+    c = record.conformance
+    return ConformanceRow(
+        sla_id=c.sla_id, measured_at=c.measured_at, interval_s=c.interval_s,
+        sls_class=c.sls_class.value if c.sls_class else None, sls_bandwidth_bps=c.sls_bandwidth_bps,
+        throughput_bps=c.throughput_bps, offered_bps=c.offered_bps, loss_ppm=c.loss_ppm, month=c.month,
+        counted_from=record.counted_from, down_s=record.down_s, longest_outage_s=record.longest_outage_s,
+        availability_percent=str(c.availability_percent), violations=",".join(c.violations), updated_at=now)
+
+
+def conformance_from_row(row: ConformanceRow) -> Conformance:
+    return Conformance(row.sla_id, row.measured_at, row.interval_s,
+                       _enum(ServiceClassName, row.sls_class) if row.sls_class else None, row.sls_bandwidth_bps,
+                       row.throughput_bps, row.offered_bps, row.loss_ppm, row.month, Decimal(row.availability_percent),
+                       int(row.longest_outage_s), tuple(v for v in row.violations.split(",") if v))
+
+
+def feedback_record_from_row(row: ConformanceRow) -> FeedbackRecord:
+    return FeedbackRecord(conformance_from_row(row), row.counted_from, row.down_s, row.longest_outage_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -272,6 +272,44 @@ class NetconfUserRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+# ------------------------------------------------------------------------------------- feedback
+
+class ConformanceRow(Base):
+    """The latest conformance of an SLA (controller.feedback): the latest measurement interval and
+    the current calendar month's availability; written by the controller that measures it."""
+
+    __tablename__ = "conformance"
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"), primary_key=True)
+    measured_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    interval_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    sls_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    sls_bandwidth_bps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    throughput_bps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    offered_bps: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    loss_ppm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    month: Mapped[datetime] = mapped_column(UtcDateTime)
+    counted_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    down_s: Mapped[float] = mapped_column(Float, default=0.0)
+    longest_outage_s: Mapped[float] = mapped_column(Float, default=0.0)
+    availability_percent: Mapped[str] = mapped_column(String(16))   # a Decimal, 5 places
+    violations: Mapped[str] = mapped_column(String(100), default="")  # CSM-MIB metric names, comma-separated
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PenaltyCreditRow(Base):
+    """A credit the SLA owes its customer for an availability breach in a month (once per month)."""
+
+    __tablename__ = "penalty_credits"
+    __table_args__ = (UniqueConstraint("sla_id", "month", name="uq_penalty_credit_month"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"), index=True)
+    month: Mapped[datetime] = mapped_column(UtcDateTime)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
            "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
-           "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "NetconfUserRow", "UtcDateTime"]
+           "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "NetconfUserRow", "ConformanceRow", "PenaltyCreditRow",
+           "UtcDateTime"]

@@ -82,7 +82,7 @@ class Controller:
     where and how agents connect (e.g. a unix socket in plaintext, or an address with mTLS)."""
 
     def __init__(self, directory: Path, agent_args: list[str], *, provisioning: Path = DEMO,
-                 options: tuple[str, ...] = ()) -> None:
+                 options: tuple[str, ...] = (), netconf: bool = False) -> None:
         self.url = f"sqlite:///{directory}/csmm.sqlite3"
         self.provisioning = provisioning
         self.options = options                    # csmm's global options, e.g. --overbooking
@@ -95,6 +95,12 @@ class Controller:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             self.snmp_port = s.getsockname()[1]  # not the default 1161: several controllers may run at once
+        self.netconf_port = 0
+        if netconf:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.netconf_port = s.getsockname()[1]
+        self.netconf_key = directory / "netconf_host_key"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -102,7 +108,9 @@ class Controller:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [BIN / "csmm", "--db", self.url, *self.options, "serve", "--apply", self.provisioning, *self.agent_args,
-                 "--http", f"127.0.0.1:{self.http_port}", "--snmp", f"127.0.0.1:{self.snmp_port}", "--no-netconf"],
+                 "--http", f"127.0.0.1:{self.http_port}", "--snmp", f"127.0.0.1:{self.snmp_port}",
+                 *(["--netconf", f"127.0.0.1:{self.netconf_port}", "--netconf-host-key", str(self.netconf_key)]
+                   if self.netconf_port else ["--no-netconf"])],
                 stdout=log, stderr=log)
         wait_for("the controller's health endpoint", self._healthy, 30)
 

@@ -25,9 +25,11 @@ import pytest
 import yaml
 
 from emulation.verify import Sls, analyse
+from tests.integration.snmp_support import ENGINE_ID, GLOBEX, TrapReceiver
 from tests.lab.support import BIN, DEMO, ROOT, Controller, lab_leftovers, lab_unready, wait_for
 
-_UNREADY = lab_unready(nft=True) or (None if shutil.which("iperf3") else "needs iperf3 (./scripts/test installs it)")
+_UNREADY = (lab_unready(nft=True) or (None if shutil.which("iperf3") else "needs iperf3 (./scripts/test installs it)")
+            or (None if shutil.which("snmptrapd") else "needs net-snmp's snmptrapd (./scripts/test installs it)"))
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(_UNREADY is not None, reason=str(_UNREADY))]
 
 LAB = f"gsb-t{os.getpid()}"
@@ -98,8 +100,8 @@ def gsb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gsb]:
     for args in (("init", pki), ("issue", pki, "controller", "--role", "controller", "--address", f"{MGMT}.1"),
                  *(("issue", pki, router, "--role", "agent") for router in ROUTERS)):
         subprocess.run([BIN / "csmm", "ca", *map(str, args)], check=True, capture_output=True)
-    controller = Controller(root, ["--agents-tls", str(pki), "--agents", f"{MGMT}.1:50051"],
-                            provisioning=root / "provisioning.yaml", options=("--overbooking", "5"))
+    controller = Controller(root, ["--agents-tls", str(pki), "--agents", f"{MGMT}.1:50051", "--snmp-engine-id", ENGINE_ID],
+                            provisioning=root / "provisioning.yaml", options=("--overbooking", "5"), netconf=True)
     assert controller.csmm("db", "upgrade").returncode == 0
     controller.start()     # before the lab: its agent address appears with the lab's bridge
     lab = Gsb(root, controller, topology)
@@ -309,3 +311,109 @@ def test_d_restarting_an_agent_and_the_controller_does_not_disturb_conforming_fl
     log = (gsb.root / "labs" / "containerlab" / f"clab-{LAB}" / "edge1" / "cmd.log").read_text()
     after_restart = log.rsplit("restored config version", 1)[-1]   # the restarted agent changed nothing
     assert "restored config version" in log and "applied: 0 kernel changes" in after_restart, log[-2000:]
+
+
+# --- e: feedback --------------------------------------------------------------------------------------
+
+CSM = "urn:csmm:yang:csm-service"
+NETCONF_PASSWORD = "globex netconf password"
+FAULT = "table ip csmmfault {\n  chain fault {\n    type filter hook forward priority 0;\n" \
+        "    ip dscp ef numgen random mod 100 < 20 drop\n  }\n}\n"
+
+
+def _watchers(gsb: Gsb) -> TrapReceiver:
+    """globex's SNMP user, trap target and NETCONF login; its snmptrapd."""
+    from controller.domain.principal import DOMAIN_MANAGER
+    from controller.northbound.netconf.access import NetconfAccess
+    from controller.northbound.snmp.access import SnmpAccess
+
+    receiver = TrapReceiver(gsb.root / "traps", GLOBEX)
+    receiver.start()
+    service = _service(gsb)
+    try:
+        snmp = SnmpAccess(service)
+        snmp.add_user(DOMAIN_MANAGER, GLOBEX.name, "globex", GLOBEX.auth_passphrase, GLOBEX.priv_passphrase, GLOBEX.auth)
+        snmp.add_target(DOMAIN_MANAGER, "globex-traps", "globex", "127.0.0.1", receiver.port, GLOBEX.name)
+        NetconfAccess(service).add_user(DOMAIN_MANAGER, "globex-nms", "globex", NETCONF_PASSWORD)
+    finally:
+        service.database.dispose()
+    return receiver
+
+
+def _until_both(receiver: TrapReceiver, session, trap: str, notification: str,  # type: ignore[no-untyped-def]
+                since: float, timeout: float) -> tuple[float | None, float | None, list[str]]:
+    """Seconds after `since` at which the trap reached snmptrapd and the notification the NETCONF
+    session (None: not within `timeout`), and the notifications seen."""
+    trap_at = notification_at = None
+    seen: list[str] = []
+    deadline = since + timeout
+    while time.monotonic() < deadline and (trap_at is None or notification_at is None):
+        got = session.take_notification(block=True, timeout=0.1)
+        if got is not None:
+            seen.append(got.notification_xml)
+            if notification_at is None and f"<{notification}" in got.notification_xml:
+                notification_at = time.monotonic() - since
+        if trap_at is None and trap in receiver.text():
+            trap_at = time.monotonic() - since
+    return trap_at, notification_at, seen
+
+
+def _conformance(session, sla_id: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from lxml import etree
+
+    reply = session.get(filter=("subtree", f'<csm xmlns="{CSM}"><sla><id>{sla_id}</id><conformance/></sla></csm>'))
+    node = etree.fromstring(reply.data_xml.encode()).find(f".//{{{CSM}}}conformance")
+    return {etree.QName(child).localname: child.text or "" for child in node}
+
+
+def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_and_clears(gsb: Gsb) -> None:
+    from ncclient import manager
+
+    receiver = _watchers(gsb)
+    service = _service(gsb)
+    try:
+        globex = service.get_sla(_dm(), "globex-main").id
+    finally:
+        service.database.dispose()
+    thread, _ = _in_background(gsb, gsb.scenario("feedback", [
+        {"customer": "globex-main", "node": "globex", "dscp": "EF", "rate": "1M"}], duration=45))
+    session = manager.connect(host="127.0.0.1", port=gsb.controller.netconf_port, username="globex-nms",
+                              password=NETCONF_PASSWORD, hostkey_verify=False, look_for_keys=False,
+                              allow_agent=False, timeout=15)
+    faulty = False
+    try:
+        assert session.create_subscription().ok
+        wait_for("globex's flow measured", lambda: int(_conformance(session, globex).get("throughput", 0)) > 0.9e6, 20)
+        time.sleep(6)   # past the spans in which the flow started (and the next conformance row written)
+        clean = _conformance(session, globex)
+        assert clean["state"] == "conforming" and int(clean["loss"]) == 0 and clean["sls-class"] == "gold", clean
+        assert int(clean["throughput"]) <= 1.1e6, clean   # iperf3's 1 Mbit/s, counted on edge2
+        subprocess.run(["ip", "netns", "exec", f"clab-{LAB}-core", "nft", "-f", "-"], input=FAULT, text=True,
+                       check=True)
+        faulty, since = True, time.monotonic()
+        trap_at, notified_at, seen = _until_both(receiver, session, "csmSlaViolation", "sla-violation", since, 10)
+        assert trap_at is not None and trap_at <= 5.0, (trap_at, receiver.text()[-2000:])
+        assert notified_at is not None and notified_at <= 5.0, (notified_at, seen)
+        print(f"fault -> violation: snmptrapd {trap_at:.2f} s, NETCONF {notified_at:.2f} s")
+        violation = next(n for n in seen if "<sla-violation" in n)
+        assert f"<sla-id>{globex}</sla-id>" in violation and "<metric>loss</metric>" in violation, violation
+        measured = int(violation.split("<measured>")[1].split("<")[0])
+        assert 100_000 <= measured <= 300_000, violation   # 20 % of EF packets dropped in the core, in ppm
+        assert _conformance(session, globex)["state"] == "violating"
+        gsb.node("core", "nft", "delete", "table", "ip", "csmmfault")
+        faulty, since = False, time.monotonic()
+        trap_at, notified_at, seen = _until_both(receiver, session, "csmSlaCleared", "sla-cleared", since, 15)
+        assert trap_at is not None and notified_at is not None, (trap_at, notified_at, seen, receiver.text()[-2000:])
+        print(f"fault removed -> cleared: snmptrapd {trap_at:.2f} s, NETCONF {notified_at:.2f} s")
+        assert "csmSlaViolation" in receiver.text() and receiver.text().count("csmSlaViolation") == 1
+    finally:
+        if faulty:
+            gsb.node("core", "nft", "delete", "table", "ip", "csmmfault")
+        session.close_session()
+        thread.join(90)
+        receiver.stop()
+
+
+def _dm():  # type: ignore[no-untyped-def]
+    from controller.domain.principal import DOMAIN_MANAGER
+    return DOMAIN_MANAGER

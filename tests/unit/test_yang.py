@@ -248,28 +248,25 @@ def test_channel_and_customer_kind_match_the_domain(module: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- served data
 
-# What a <get> leaves out: an SLA without an end date, a conformance not measured yet (issue 7
-# measures it), and, in the second SLA, a change allowed now.
-NOT_YET_MEASURED = {f"/csm/sla/conformance/{leaf}" for leaf in (
-    "measured-at", "interval", "sls-class", "sls-bandwidth", "throughput", "loss", "availability-this-month",
-    "longest-outage-this-month", "violations")}
-
-
 def test_a_get_serves_every_node_of_the_module_and_no_other(module: Any) -> None:
     """The tree the NETCONF server answers a <get> with, for an SLA whose customer may not change
-    its SLS yet and one that may, names only nodes of csm-service, and all of them but those not
-    measured yet."""
+    its SLS yet, with an end date and a measured conformance, and one with none of these, names
+    only nodes of csm-service, and all of them."""
     from dataclasses import replace
+    from decimal import Decimal
 
     from lxml import etree
 
     from controller.domain.catalog import load_catalog
+    from controller.domain.conformance import Conformance
     from controller.northbound.netconf import rpc
     from tests.unit.builders import GOLD, T0, M, sla, sls
 
     bound = replace(sla(), id=5, terms=replace(sla().terms, valid_until=T0.replace(year=2027)))
     free = replace(sla(), id=7, name="acme-2")
-    state = rpc.StateData(load_catalog(), T0, {5: T0}, {("acme-hq", "gold"): (1500, 1, 0)})
+    measured = Conformance(5, T0, 3.0, GOLD, 2 * M, 1_900_000, 1_950_000, 200_000, T0.replace(day=1),
+                           Decimal("99.95"), 30, ("loss",))
+    state = rpc.StateData(load_catalog(), T0, {5: T0}, {("acme-hq", "gold"): (1500, 1, 0)}, {5: measured})
     data = rpc.data_tree([(bound, replace(sls(GOLD, 2 * M), sla_id=5)), (free, replace(sls(), sla_id=7))],
                          config_only=False, state=state)
 
@@ -281,7 +278,7 @@ def test_a_get_serves_every_node_of_the_module_and_no_other(module: Any) -> None
     served = paths(data)
     schema = {path for path, _ in data_nodes(module)}
     assert served <= schema, served - schema
-    assert schema - served == NOT_YET_MEASURED, schema - served - NOT_YET_MEASURED
+    assert served == schema, schema - served
     entries = {e.findtext("{urn:csmm:yang:csm-service}id"): e for e in data.iter("{urn:csmm:yang:csm-service}sla")}
     allowed = "{urn:csmm:yang:csm-service}sls/{urn:csmm:yang:csm-service}next-change-allowed"
     assert entries["5"].find(allowed) is not None and entries["7"].find(allowed) is None
@@ -290,3 +287,7 @@ def test_a_get_serves_every_node_of_the_module_and_no_other(module: Any) -> None
             and c.findtext("{urn:csmm:yang:csm-service}class") == "gold"]
     assert [(c.findtext("{urn:csmm:yang:csm-service}octets"), c.findtext("{urn:csmm:yang:csm-service}packets"))
             for c in gold] == [("1500", "1")]
+    conformance = entries["5"].find("{urn:csmm:yang:csm-service}conformance")
+    assert [(c.tag.split("}")[1], c.text) for c in conformance][-3:] == [
+        ("longest-outage-this-month", "30"), ("state", "violating"), ("violations", "loss")]
+    assert entries["7"].findtext("{urn:csmm:yang:csm-service}conformance/{urn:csmm:yang:csm-service}state") == "unknown"

@@ -18,6 +18,7 @@ from typing import Any
 from lxml import etree
 
 from controller.domain.catalog import Catalog, ServiceClass, ServiceClassName
+from controller.domain.conformance import Conformance
 from controller.domain.errors import (
     CapacityExceeded,
     ClassNotAllowed,
@@ -130,6 +131,7 @@ class StateData:
     now: datetime
     last_customer_changes: Mapping[int, datetime] = field(default_factory=dict)  # SLA id -> when
     usage: Mapping[tuple[str, str], Counters] = field(default_factory=dict)  # (SLA name, class) -> counters
+    conformance: Mapping[int, Conformance] = field(default_factory=dict)   # SLA id -> latest conformance
 
 
 def data_tree(entries: Iterable[tuple[Sla, Sls]], *, config_only: bool,
@@ -158,9 +160,31 @@ def data_tree(entries: Iterable[tuple[Sla, Sls]], *, config_only: bool,
             etree.SubElement(sls_element, _CSM + "next-change-allowed").text = allowed.isoformat()
         entry.append(_contract(sla))
         entry.append(_statistics(sla, state.usage))
-        conformance = etree.SubElement(entry, _CSM + "conformance")  # measured by the feedback part
-        etree.SubElement(conformance, _CSM + "state").text = "unknown"
+        entry.append(_conformance(state.conformance.get(sla.id)))
     return root
+
+
+def _conformance(found: Conformance | None) -> etree._Element:
+    """The feedback part's latest measurement and the month's availability (only the state,
+    unknown, before the first measurement)."""
+    conformance = etree.Element(_CSM + "conformance")
+    if found is not None and found.measured_at is not None:
+        leaves = (("measured-at", found.measured_at.isoformat()), ("interval", round(found.interval_s or 0)),
+                  ("sls-class", found.sls_class.value if found.sls_class else None),
+                  ("sls-bandwidth", found.sls_bandwidth_bps), ("throughput", found.throughput_bps),
+                  ("loss", found.loss_ppm), ("availability-this-month", found.availability_percent),
+                  ("longest-outage-this-month", found.longest_outage_s))
+        for name, value in leaves:
+            if value is not None:
+                etree.SubElement(conformance, _CSM + name).text = str(value)
+    etree.SubElement(conformance, _CSM + "state").text = found.state if found is not None else "unknown"
+    if found is not None and found.violations:
+        etree.SubElement(conformance, _CSM + "violations").text = " ".join(_YANG_METRIC.get(v, v)
+                                                                          for v in found.violations)
+    return conformance
+
+
+_YANG_METRIC = {"outageDuration": "outage-duration", "delayVariation": "delay-variation"}
 
 
 def _next_change_allowed(sla: Sla, last_customer_change: datetime | None, now: datetime) -> datetime | None:

@@ -436,7 +436,7 @@ class NetconfServer:
         names = None if principal.is_domain_manager else [sla.name for sla, _ in entries]
         return StateData(self.service.catalog, datetime.now(timezone.utc),
                          self.service.last_customer_changes(principal),
-                         SouthboundStore(self.service.database).usage(slas=names))
+                         SouthboundStore(self.service.database).usage(slas=names), self.service.conformance(principal))
 
     def _newest_event_id(self) -> int:
         with self.service.database.read() as session:
