@@ -14,6 +14,8 @@ import re
 import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,18 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto import rfc1902
 
+from controller.domain.catalog import ServiceClassName
+from controller.domain.conformance import Conformance
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.domain.sls import SlsHistoryEntry
 from controller.service.events import SLA_CLEARED, SLA_VIOLATION
+from controller.store.records import FeedbackRecord
 from tests.integration.snmp_support import ACME, GLOBEX, NOC, PEER, SnmpController, TrapReceiver, User, wait_until
 
 CSM = "1.3.6.1.4.1.32473"
 SLA_ENTRY = f"{CSM}.1.2.1"
 SLS_ENTRY = f"{CSM}.1.3.1"
+CONFORMANCE_ENTRY = f"{CSM}.1.5.1"
 NO_SUCH_SLA = 4242
 
 
@@ -128,6 +134,78 @@ def test_getnext_and_getbulk_step_over_other_customers_rows(agent: SnmpControlle
     bulk = agent.snmp("snmpbulkget", GLOBEX, "-On", "-Cn0", "-Cr60", SLA_ENTRY, check=True).stdout
     rows = {int(m) for m in re.findall(rf"^\.{CSM}\.1\.\d\.1\.\d+\.(\d+) =", bulk, flags=re.M)}
     assert rows == {sla_ids["globex-main"]}, bulk
+
+
+def record_conformance(agent: SnmpController, *found: Conformance) -> None:
+    """Store conformance as the feedback part does (no crossings: no events, no traps)."""
+    service = agent.service()
+    try:
+        month = datetime(2026, 11, 1, tzinfo=timezone.utc)
+        service.record_feedback(DOMAIN_MANAGER, [FeedbackRecord(c, month, 0.0, float(c.longest_outage_s))
+                                                 for c in found], [])
+    finally:
+        service.database.dispose()
+
+
+def conformance_rows(output: str) -> dict[int, dict[str, str]]:
+    """SLA id -> {column name: value as net-snmp shows it} of a walk of csmConformanceTable."""
+    rows: dict[int, dict[str, str]] = {}
+    for column, index, value in re.findall(r"^CSM-MIB::csmConf(\w+)\.(\d+) = (.*)$", output, flags=re.M):
+        rows.setdefault(int(index), {})[column] = value.strip()
+    return rows
+
+
+def test_the_conformance_table_shows_each_customer_its_own_slas_conformance(agent: SnmpController,
+                                                                            sla_ids: dict[str, int]) -> None:
+    acme, globex = sla_ids["acme-hq"], sla_ids["globex-main"]
+    month = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    record_conformance(
+        agent,
+        Conformance(acme, datetime(2026, 11, 14, 9, 30, 15, 250_000, tzinfo=timezone.utc), 3.0,
+                    ServiceClassName.GOLD, 2_000_000, 1_999_999, 2_100_000, 25_000, month, Decimal("99.95"), 42,
+                    ("loss", "availability")),
+        Conformance(globex, datetime(2026, 11, 14, 9, 30, 16, tzinfo=timezone.utc), 3.0, ServiceClassName.SILVER,
+                    4_000_000, 900_000, 900_000, 0, month, Decimal("100"), 0, ()))
+    # The agent re-reads conformance every second (SnmpSettings.usage_interval_s).
+    wait_until("the agent to serve the conformance", lambda: "violating(3)" in agent.snmp(
+        "snmpget", NOC, f"CSM-MIB::csmConfState.{acme}").stdout, timeout=10)
+
+    for tool in ("snmpwalk", "snmpbulkwalk"):
+        walked = agent.snmp(tool, ACME, "CSM-MIB::csmConformanceTable", check=True).stdout
+        assert conformance_rows(walked) == {acme: {
+            "MeasuredAt": "STRING: 2026-11-14,9:30:15.2,+0:0",
+            "Interval": "Gauge32: 3 seconds",
+            "SlsClass": "INTEGER: gold(1)",
+            "SlsBandwidth": "Gauge32: 2000 kilobits per second",
+            "Throughput": "Gauge32: 1999 kilobits per second",
+            "Loss": "Gauge32: 25000 parts per million",
+            "AvailMonth": "Gauge32: 99.95 hundredths of a percent",
+            "LongestOutageMonth": "Gauge32: 42 seconds",
+            "State": "INTEGER: violating(3)",
+            "Violations": "BITS: 60 loss(1) availability(2)",
+        }}, walked
+    # GET and GETNEXT by acme do not reach globex's row either.
+    foreign = agent.snmp("snmpget", ACME, "-On", f"{CONFORMANCE_ENTRY}.9.{globex}").stdout
+    assert "No Such Instance" in foreign, foreign
+    after = agent.snmp("snmpgetnext", ACME, "-On", f"{CONFORMANCE_ENTRY}.9.{globex - 1}", check=True).stdout
+    assert not after.startswith(f".{CONFORMANCE_ENTRY}.9.{globex} "), after
+
+    rows = conformance_rows(agent.snmp("snmpbulkwalk", NOC, "CSM-MIB::csmConformanceTable", check=True).stdout)
+    assert set(rows) == set(sla_ids.values())  # AUGMENTS csmSlaEntry: a row for every SLA
+    assert rows[acme]["State"] == "INTEGER: violating(3)"
+    assert rows[globex] == {
+        "MeasuredAt": "STRING: 2026-11-14,9:30:16.0,+0:0", "Interval": "Gauge32: 3 seconds",
+        "SlsClass": "INTEGER: silver(2)", "SlsBandwidth": "Gauge32: 4000 kilobits per second",
+        "Throughput": "Gauge32: 900 kilobits per second", "Loss": "Gauge32: 0 parts per million",
+        "AvailMonth": "Gauge32: 100.00 hundredths of a percent", "LongestOutageMonth": "Gauge32: 0 seconds",
+        "State": "INTEGER: conforming(2)", "Violations": "BITS: 00",
+    }
+    never = rows[sla_ids["initech-office"]]  # never measured: unknown, zeros, the SLS in effect now
+    assert never["MeasuredAt"] == "STRING: 0-0-0,0:0:0.0"
+    assert never["State"] == "INTEGER: unknown(1)" and never["Violations"] == "BITS: 00"
+    assert [never[c] for c in ("Throughput", "Loss", "AvailMonth")] == [
+        "Gauge32: 0 kilobits per second", "Gauge32: 0 parts per million",
+        "Gauge32: .00 hundredths of a percent"]  # net-snmp shows 0 with DISPLAY-HINT "d-2" as ".00"
 
 
 def test_only_allow_listed_stock_groups_are_served(agent: SnmpController) -> None:

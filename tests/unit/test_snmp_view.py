@@ -2,7 +2,7 @@
 
 Every GETNEXT answer is compared with a reference computed independently of the module: the sorted
 list of every instance the principal may see (the scalars, and for each visible SLA id every column
-of csmSlaTable and csmSlsTable and the three class rows of csmClassStatsTable).
+of csmSlaTable, csmSlsTable and csmConformanceTable and the three class rows of csmClassStatsTable).
 """
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ import bisect
 import struct
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyasn1.codec.ber import encoder
 from pyasn1.type.base import Asn1Item
 from pysnmp.proto import rfc1902, rfc1905
 
 from controller.domain.catalog import ClassBounds, ServiceClassName
+from controller.domain.conformance import Conformance
 from controller.domain.errors import (
     CapacityExceeded,
     ClassNotAllowed,
@@ -31,32 +34,30 @@ from controller.domain.errors import (
 )
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import LifecycleState
+from controller.northbound.snmp.fastpath import encode_value
 from controller.northbound.snmp.view import (
     CONFORMANCE_ENTRY,
     CSM_MIB,
     CSM_SERVICE,
     OID,
-    SLA_COLUMNS,
     SLA_ENTRY,
-    SLS_COLUMNS,
     SLS_ENTRY,
     SNMP_ENGINE,
     SNMP_GROUP,
     STATS_ENTRY,
     SYSTEM,
-    EmptyTable,
     MibData,
     MibTree,
     Scalars,
     SetRefused,
     SlaEntry,
-    SlaTable,
     SlsRequest,
-    StatsTable,
     VarBind,
     apply_set,
+    csm_tables,
     date_and_time,
     kbps,
+    metric_set,
     parse_set,
 )
 from tests.unit.builders import BRONZE, GOLD, SILVER, T0, M, business_terms, sla, sls
@@ -81,6 +82,7 @@ SCALAR_GROUPS: dict[OID, tuple[int, ...]] = {
 SLA_COLUMN_NUMBERS = range(2, 19)
 SLS_COLUMN_NUMBERS = range(1, 6)
 STATS_COLUMN_NUMBERS = range(2, 6)
+CONFORMANCE_COLUMN_NUMBERS = range(1, 11)  # csmConformanceEntry AUGMENTS csmSlaEntry: no index column of its own
 CLASS_NUMBERS = (1, 2, 3)
 
 TERMS = business_terms()
@@ -96,17 +98,29 @@ def entry(sla_id: int, customer: str, *, service_class: ServiceClassName = SILVE
                     replace(sls(service_class, bandwidth), sla_id=sla_id), next_change, usage or {})
 
 
+MEASURED_AT = datetime(2026, 11, 14, 9, 30, 15, 250_000, tzinfo=timezone.utc)
+MONTH = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def measured(sla_id: int, *, violations: tuple[str, ...] = (), **changes: Any) -> Conformance:
+    """A measured SLA: Gold 2 Mbit/s, 1.5 Mbit/s achieved of 1.8 offered, 250 ppm lost, 99.95 % this month."""
+    found = Conformance(sla_id, MEASURED_AT, 3.0, GOLD, 2 * M, 1_500_000, 1_800_000, 250, MONTH, Decimal("99.95"), 42,
+                        violations)
+    return replace(found, **changes)
+
+
 def sample_data() -> MibData:
-    return MibData(entry(sla_id, customer, usage={GOLD: (sla_id * 100, sla_id * 10, sla_id)})
-                   for sla_id, customer in OWNERS.items())
+    # One SLA of each customer measured (7 violating), the others never measured.
+    return MibData((entry(sla_id, customer, usage={GOLD: (sla_id * 100, sla_id * 10, sla_id)})
+                    for sla_id, customer in OWNERS.items()),
+                   {3: measured(3), 7: measured(7, violations=("loss",)), MISSING: measured(MISSING)})
 
 
 def build_tree(data: MibData) -> MibTree:
     """The tree SnmpAgent._build_tree builds, with constant scalars instead of the engine's."""
     scalars = [Scalars(prefix, {number: (lambda n=number: rfc1902.Integer32(n)) for number in numbers})
                for prefix, numbers in SCALAR_GROUPS.items()]
-    return MibTree([*scalars, SlaTable(SLA_ENTRY, SLA_COLUMNS, data), SlaTable(SLS_ENTRY, SLS_COLUMNS, data),
-                    StatsTable(data), EmptyTable(CONFORMANCE_ENTRY)])
+    return MibTree([*scalars, *csm_tables(data)])
 
 
 def reference(principal: Principal, owners: dict[int, str] = OWNERS) -> list[OID]:
@@ -117,6 +131,7 @@ def reference(principal: Principal, owners: dict[int, str] = OWNERS) -> list[OID
     oids += [SLS_ENTRY + (column, sla_id) for column in SLS_COLUMN_NUMBERS for sla_id in ids]
     oids += [STATS_ENTRY + (column, sla_id, number)
              for column in STATS_COLUMN_NUMBERS for sla_id in ids for number in CLASS_NUMBERS]
+    oids += [CONFORMANCE_ENTRY + (column, sla_id) for column in CONFORMANCE_COLUMN_NUMBERS for sla_id in ids]
     return sorted(oids)
 
 
@@ -259,8 +274,15 @@ def test_walk_values_are_those_get_returns(principal: Principal) -> None:
     (STATS_ENTRY + (2, 8, 3), STATS_ENTRY + (2, 21, 1)),
     (STATS_ENTRY + (2, 7, 9), STATS_ENTRY + (2, 8, 1)),
     (STATS_ENTRY + (2, 21, 3), STATS_ENTRY + (3, 3, 1)),
-    (STATS_ENTRY + (5, 21, 3), SNMP_ENGINE + (1, 0)),  # csmConformanceTable is empty
-    (CONFORMANCE_ENTRY + (1,), SNMP_ENGINE + (1, 0)),
+    (STATS_ENTRY + (5, 21, 3), CONFORMANCE_ENTRY + (1, 3)),
+    (CONFORMANCE_ENTRY[:-1], CONFORMANCE_ENTRY + (1, 3)),  # the bare table
+    (CONFORMANCE_ENTRY + (1,), CONFORMANCE_ENTRY + (1, 3)),
+    (CONFORMANCE_ENTRY + (0, 99), CONFORMANCE_ENTRY + (1, 3)),  # column 0
+    (CONFORMANCE_ENTRY + (9, 3), CONFORMANCE_ENTRY + (9, 8)),  # over globex's measured row 7
+    (CONFORMANCE_ENTRY + (9, 7), CONFORMANCE_ENTRY + (9, 8)),
+    (CONFORMANCE_ENTRY + (9, 21), CONFORMANCE_ENTRY + (10, 3)),
+    (CONFORMANCE_ENTRY + (10, 21), SNMP_ENGINE + (1, 0)),
+    (CONFORMANCE_ENTRY + (11,), SNMP_ENGINE + (1, 0)),  # beyond the last column
     (SNMP_ENGINE + (4, 0), None),
     ((2,), None),
 ], ids=lambda value: ".".join(map(str, value)) if isinstance(value, tuple) else str(value))
@@ -321,7 +343,8 @@ def test_get_returns_the_customers_own_row() -> None:
     assert same(tree.get(SLS_ENTRY + (2, 3), ACME), rfc1902.Unsigned32(3000))
 
 
-@pytest.mark.parametrize("oid", [SLA_ENTRY + (2, 7), SLS_ENTRY + (2, 7), STATS_ENTRY + (2, 7, 1)], ids=str)
+@pytest.mark.parametrize("oid", [SLA_ENTRY + (2, 7), SLS_ENTRY + (2, 7), STATS_ENTRY + (2, 7, 1),
+                                 CONFORMANCE_ENTRY + (9, 7), CONFORMANCE_ENTRY + (1, 20)], ids=str)
 def test_get_of_another_customers_row_is_no_such_instance_like_a_missing_row(oid: OID) -> None:
     tree = build_tree(sample_data())
     missing = oid[:len(SLA_ENTRY) + 1] + (MISSING, *oid[len(SLA_ENTRY) + 2:])
@@ -332,7 +355,7 @@ def test_get_of_another_customers_row_is_no_such_instance_like_a_missing_row(oid
 
 @pytest.mark.parametrize("oid", [
     SLA_ENTRY + (2,), SLA_ENTRY + (2, 3, 0), STATS_ENTRY + (2, 3), STATS_ENTRY + (2, 3, 4), STATS_ENTRY + (2, 3, 0),
-    SYSTEM + (1, 1), CONFORMANCE_ENTRY + (1, 3),
+    SYSTEM + (1, 1), CONFORMANCE_ENTRY + (1, 3, 0), CONFORMANCE_ENTRY + (1,),
 ], ids=str)
 def test_get_of_a_malformed_index_is_no_such_instance(oid: OID) -> None:
     assert isinstance(build_tree(sample_data()).get(oid, ACME), rfc1905.NoSuchInstance)
@@ -340,7 +363,7 @@ def test_get_of_a_malformed_index_is_no_such_instance(oid: OID) -> None:
 
 @pytest.mark.parametrize("oid", [
     SLA_ENTRY + (19, 3), SLA_ENTRY + (1, 3), SLS_ENTRY + (6, 3), STATS_ENTRY + (1, 3, 1), SYSTEM + (9, 0),
-    IF_INDEX_1, SLA_ENTRY, CSM_MIB + (1, 2, 2, 1, 3),
+    IF_INDEX_1, SLA_ENTRY, CSM_MIB + (1, 2, 2, 1, 3), CONFORMANCE_ENTRY + (11, 3), CONFORMANCE_ENTRY + (0, 3),
 ], ids=str)
 def test_get_of_an_unknown_object_is_no_such_object(oid: OID) -> None:
     assert isinstance(build_tree(sample_data()).get(oid, ACME), rfc1905.NoSuchObject)
@@ -427,6 +450,125 @@ def test_stats_rows_count_per_class_and_zero_for_an_unused_class() -> None:
     assert [int(tree.get(STATS_ENTRY + (column, 3, 3), ACME)) for column in (2, 3, 4)] == [0, 0, 0]
     assert isinstance(tree.get(STATS_ENTRY + (2, 3, 1), ACME), rfc1902.Counter64)
     assert MISSING not in data.rows
+
+
+# ------------------------------------------------------------------------------------------ conformance
+
+def conformance_values(tree: MibTree, sla_id: int, principal: Principal = ACME) -> dict[int, Asn1Item]:
+    return {column: tree.get(CONFORMANCE_ENTRY + (column, sla_id), principal) for column in CONFORMANCE_COLUMN_NUMBERS}
+
+
+MEASURED_VALUES: dict[int, Asn1Item] = {
+    1: rfc1902.OctetString(date_octets(2026, 11, 14, 9, 30, 15, 2)),  # csmConfMeasuredAt: DateAndTime, UTC
+    2: rfc1902.Unsigned32(3),  # csmConfInterval: seconds
+    3: rfc1902.Integer32(1),  # csmConfSlsClass: gold(1), though the SLS now is silver
+    4: rfc1902.Unsigned32(2000),  # csmConfSlsBandwidth: kbit/s
+    5: rfc1902.Gauge32(1999),  # csmConfThroughput: kbit/s, rounded down
+    6: rfc1902.Gauge32(250),  # csmConfLoss: ppm
+    7: rfc1902.Unsigned32(9995),  # csmConfAvailMonth: hundredths of a percent
+    8: rfc1902.Unsigned32(42),  # csmConfLongestOutageMonth: seconds
+    9: rfc1902.Integer32(3),  # csmConfState: violating(3)
+    10: rfc1902.Bits(b"\x60"),  # csmConfViolations: loss(1) and availability(2)
+}
+
+
+@pytest.mark.parametrize("column", sorted(MEASURED_VALUES))
+def test_conformance_columns_show_the_latest_measurement_in_the_mibs_units(column: int) -> None:
+    found = measured(3, throughput_bps=1_999_999, violations=("loss", "availability"))
+    tree = build_tree(MibData([entry(3, "acme", service_class=SILVER, bandwidth=5 * M)], {3: found}))
+    assert same(tree.get(CONFORMANCE_ENTRY + (column, 3), ACME), MEASURED_VALUES[column])
+
+
+NEVER_MEASURED_VALUES: dict[int, Asn1Item] = {
+    1: rfc1902.OctetString(b"\x00" * 8),  # '0000000000000000'H: nothing measured yet
+    2: rfc1902.Unsigned32(0),
+    3: rfc1902.Integer32(3), 4: rfc1902.Unsigned32(7000),  # the SLS in effect now: bronze 7 Mbit/s
+    5: rfc1902.Gauge32(0), 6: rfc1902.Gauge32(0), 7: rfc1902.Unsigned32(0), 8: rfc1902.Unsigned32(0),
+    9: rfc1902.Integer32(1),  # unknown(1)
+    10: rfc1902.Bits(b"\x00"),  # the empty set: one octet, no bit set
+}
+
+
+@pytest.mark.parametrize("column", sorted(NEVER_MEASURED_VALUES))
+def test_a_never_measured_sla_has_a_row_in_state_unknown_with_zero_measurements(column: int) -> None:
+    tree = build_tree(MibData([entry(3, "acme", service_class=BRONZE, bandwidth=7 * M)]))
+    assert same(tree.get(CONFORMANCE_ENTRY + (column, 3), ACME), NEVER_MEASURED_VALUES[column])
+
+
+def test_availability_counted_before_the_first_interval_is_shown_while_the_state_is_unknown() -> None:
+    found = Conformance(3, None, None, None, None, None, None, None, MONTH, Decimal("100.00000"), 0, ())
+    tree = build_tree(MibData([entry(3, "acme", service_class=GOLD, bandwidth=3 * M)], {3: found}))
+    values = conformance_values(tree, 3)
+    assert bytes(values[1]) == b"\x00" * 8 and int(values[2]) == 0
+    assert (int(values[3]), int(values[4])) == (1, 3000)  # no SLS measured yet: the one in effect
+    assert [int(values[column]) for column in (5, 6, 7, 8, 9)] == [0, 0, 10000, 0, 1]
+
+
+@pytest.mark.parametrize(("found", "state"), [
+    (None, 1),
+    (measured(3, measured_at=None, interval_s=None, throughput_bps=None, loss_ppm=None), 1),
+    (measured(3), 2),
+    (measured(3, violations=("throughput",)), 3),
+    (measured(3, measured_at=None, violations=("availability",)), 3),  # a breach of the month needs no interval
+], ids=["no-row", "not-measured", "conforming", "violating", "availability-before-an-interval"])
+def test_conformance_state_is_unknown_conforming_or_violating(found: Conformance | None, state: int) -> None:
+    tree = build_tree(MibData([entry(3, "acme")], {3: found} if found else {}))
+    assert same(tree.get(CONFORMANCE_ENTRY + (9, 3), ACME), rfc1902.Integer32(state))
+
+
+@pytest.mark.parametrize(("metrics", "octet"), [
+    ((), 0x00), (("throughput",), 0x80), (("loss",), 0x40), (("availability",), 0x20), (("outageDuration",), 0x10),
+    (("delay",), 0x08), (("delayVariation",), 0x04), (("outageDuration", "loss"), 0x50),
+    (("throughput", "loss", "availability", "outageDuration", "delay", "delayVariation"), 0xFC),
+    (("loss", "no-such-metric"), 0x40),
+], ids=lambda value: "+".join(value) if isinstance(value, tuple) else hex(value))
+def test_violations_set_bit_n_for_the_csm_metric_numbered_n_plus_1(metrics: tuple[str, ...], octet: int) -> None:
+    assert same(metric_set(metrics), rfc1902.Bits(bytes([octet])))
+    tree = build_tree(MibData([entry(3, "acme")], {3: measured(3, violations=metrics)}))
+    assert bytes(tree.get(CONFORMANCE_ENTRY + (10, 3), ACME)) == bytes([octet])
+
+
+@pytest.mark.parametrize(("changes", "column", "expected"), [
+    ({"loss_ppm": 2_000_000}, 6, 1_000_000),  # Gauge32 (0..1000000)
+    ({"availability_percent": Decimal("100")}, 7, 10000),
+    ({"availability_percent": Decimal("99.99999")}, 7, 9999),  # rounded down: never shown above the truth
+    ({"availability_percent": Decimal("0")}, 7, 0),
+    ({"throughput_bps": 10**16}, 5, 4294967295),
+    ({"throughput_bps": 999}, 5, 0),
+    ({"sls_bandwidth_bps": 1_999_999}, 4, 1999),
+    ({"interval_s": 2.6}, 2, 3),
+    ({"longest_outage_s": 10**11}, 8, 4294967295),
+], ids=lambda value: str(value))
+def test_conformance_values_stay_within_their_syntax(changes: dict[str, Any], column: int, expected: int) -> None:
+    tree = build_tree(MibData([entry(3, "acme")], {3: measured(3, **changes)}))
+    assert int(tree.get(CONFORMANCE_ENTRY + (column, 3), ACME)) == expected
+
+
+def test_conformance_follows_set_conformance_and_reset_of_its_data() -> None:
+    data = sample_data()
+    tree = build_tree(data)
+    assert int(tree.get(CONFORMANCE_ENTRY + (9, 8), ACME)) == 1
+    data.set_conformance({8: measured(8, violations=("loss",))})
+    assert int(tree.get(CONFORMANCE_ENTRY + (9, 8), ACME)) == 3
+    assert int(tree.get(CONFORMANCE_ENTRY + (9, 3), ACME)) == 1  # no longer in the data: not measured
+    data.reset(MibData([entry(8, "acme")], {8: measured(8)}))
+    assert int(tree.get(CONFORMANCE_ENTRY + (9, 8), ACME)) == 2
+
+
+def test_a_customer_walk_of_the_conformance_table_shows_its_own_rows_only() -> None:
+    tree = build_tree(sample_data())
+    rows = {oid[len(CONFORMANCE_ENTRY) + 1] for oid, _ in walk(tree, GLOBEX) if oid[:len(CONFORMANCE_ENTRY)]
+            == CONFORMANCE_ENTRY}
+    assert rows == {7, 20}
+    assert int(tree.get(CONFORMANCE_ENTRY + (9, 7), GLOBEX)) == 3  # measured, violating
+    assert int(tree.get(CONFORMANCE_ENTRY + (9, 20), GLOBEX)) == 1  # never measured
+
+
+@pytest.mark.parametrize("principal", [ACME, DOMAIN_MANAGER], ids=str)
+def test_the_fast_path_encodes_every_conformance_value_as_pyasn1_does(principal: Principal) -> None:
+    for oid, value in walk(build_tree(sample_data()), principal):
+        if oid[:len(CONFORMANCE_ENTRY)] == CONFORMANCE_ENTRY:
+            assert encode_value(value) == encoder.encode(value), oid
 
 
 # ------------------------------------------------------------------------------------------ parse_set

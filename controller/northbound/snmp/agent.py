@@ -32,44 +32,40 @@ from sqlalchemy import func, select
 
 from controller import __version__
 from controller.domain.catalog import ServiceClassName
+from controller.domain.conformance import Conformance
 from controller.domain.errors import NotFound
 from controller.domain.principal import DOMAIN_MANAGER, Principal
 from controller.service.events import SLA_CLEARED, SLA_VIOLATION, SLS_CHANGED, Event
 from controller.service.layer import ServiceLayer
 from controller.southbound.store import SouthboundStore
-from controller.store.schema import EventRow
+from controller.store.schema import ConformanceRow, EventRow
 
 from . import access
 from .fastpath import Decline, FastPath, engine_clock, fast_user
 from .view import (
     CLASS_NUMBERS,
-    CONFORMANCE_ENTRY,
     CSM_MIB,
     CSM_SERVICE,
     METRIC_NUMBERS,
     NOTIFY_OBJECTS,
-    SLA_COLUMNS,
     SLA_CUSTOMER,
     SLA_ENTRY,
     SLA_NAME,
     SLS_BANDWIDTH,
     SLS_CLASS,
-    SLS_COLUMNS,
     SLS_ENTRY,
     SNMP_ENGINE,
     SNMP_GROUP,
     SYSTEM,
     UNSIGNED32_MAX,
-    EmptyTable,
     MibData,
     MibTree,
     Scalars,
     SetRefused,
     SlaEntry,
-    SlaTable,
-    StatsTable,
     VarBind,
     apply_set,
+    csm_tables,
     kbps,
     parse_set,
     text,
@@ -99,7 +95,7 @@ class SnmpSettings:
     sys_contact: str = ""
     sys_location: str = ""
     bulk_max_varbinds: int = 1000      # per GETBULK response, besides the size the manager accepts
-    usage_interval_s: float = 1.0      # how often the per-class counters are re-read
+    usage_interval_s: float = 1.0      # how often the per-class counters and the conformance are re-read
     fast_path: bool = True             # answer plain authPriv reads without pysnmp (fastpath.py)
 
 
@@ -230,6 +226,7 @@ class SnmpAgent:
         self._started = time.monotonic()
         self._pending: set[int] = set()
         self._reload_all = False
+        self._conformance_mark: tuple[int, datetime | None] | None = None  # what the served conformance was read at
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -378,9 +375,7 @@ class SnmpAgent:
             4: stock("__SNMP-FRAMEWORK-MIB", "snmpEngineMaxMessageSize"),
         })
         service = Scalars(CSM_SERVICE, {1: lambda: text(catalog.service), 2: lambda: text(catalog.currency)})
-        return MibTree([system, snmp, engine_group, service, SlaTable(SLA_ENTRY, SLA_COLUMNS, self.data),
-                        SlaTable(SLS_ENTRY, SLS_COLUMNS, self.data), StatsTable(self.data),
-                        EmptyTable(CONFORMANCE_ENTRY)])
+        return MibTree([system, snmp, engine_group, service, *csm_tables(self.data)])
 
     def uptime(self) -> rfc1902.TimeTicks:
         return rfc1902.TimeTicks(int((time.monotonic() - self._started) * 100) % 2**32)
@@ -390,11 +385,31 @@ class SnmpAgent:
     def _load_all(self) -> MibData:
         marks = self.service.last_customer_changes(DOMAIN_MANAGER)
         usage = SouthboundStore(self.service.database).usage()
-        data = MibData()
+        conformance_mark, conformance = self._conformance_mark_now(), self.service.conformance(DOMAIN_MANAGER)
+        data = MibData(conformance=conformance)
         for sla, sls in self.service.list_sls(DOMAIN_MANAGER):
             data.put(SlaEntry(sla, sls, _next_change(sla, marks.get(sla.id))))
         _apply_usage(data, usage)
+        self._conformance_mark = conformance_mark
         return data
+
+    def _conformance_mark_now(self) -> tuple[int, datetime | None]:
+        """How many conformance rows there are and when the latest was written: a cheap query that
+        tells whether the rows must be read again (the feedback part writes them every few seconds;
+        reading thousands of them every second would cost the requests being served CPU)."""
+        with self.service.database.read() as session:
+            count, latest = session.execute(select(func.count(), func.max(ConformanceRow.updated_at))
+                                            .select_from(ConformanceRow)).one()
+            return int(count), latest
+
+    def _changed_conformance(self) -> dict[int, Conformance] | None:
+        """Every SLA's latest conformance, if any changed since it was last read; else None."""
+        mark = self._conformance_mark_now()  # first: a row written after it is read again next time
+        if mark == self._conformance_mark:
+            return None
+        conformance = self.service.conformance(DOMAIN_MANAGER)
+        self._conformance_mark = mark
+        return conformance
 
     def _load_one(self, sla_id: int) -> SlaEntry | None:
         try:
@@ -484,6 +499,8 @@ class SnmpAgent:
             return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
 
     async def _usage_loop(self) -> None:
+        """The measurements: per-class counters and conformance, which change every few seconds
+        without an event, re-read every `usage_interval_s`."""
         store = SouthboundStore(self.service.database)
         since: datetime | None = None
         while True:
@@ -493,9 +510,16 @@ class SnmpAgent:
                 usage = await asyncio.to_thread(store.usage, since)
             except Exception:
                 log.exception("reading per-class usage")
+            else:
+                _apply_usage(self.data, usage)
+                since = started - timedelta(seconds=5)  # overlap: a row committed late is read again, harmlessly
+            try:
+                conformance = await asyncio.to_thread(self._changed_conformance)
+            except Exception:
+                log.exception("reading the conformance")
                 continue
-            _apply_usage(self.data, usage)
-            since = started - timedelta(seconds=5)  # overlap: a row committed late is read again, harmlessly
+            if conformance is not None:
+                self.data.set_conformance(conformance)
 
     # ------------------------------------------------------------------ notifications
 

@@ -2,10 +2,10 @@
 
 The agent never hands a request to pysnmp's stock MIB tree (PITFALLS.md: it serves pysnmp's own
 USM secrets, and its VACM leaks rows on GETNEXT). Every GET, GETNEXT and SET is answered here,
-from an in-memory copy of the SLAs and SLSs (`MibData`), and every lookup goes through the rows
-*this principal* may see: a customer's walk visits only its own rows, so it costs the same with
-10 or 10,000 customers, and another customer's row is exactly as absent as a row that does not
-exist.
+from an in-memory copy of the SLAs, SLSs, counters and conformance (`MibData`), and every lookup
+goes through the rows *this principal* may see: a customer's walk visits only its own rows, so it
+costs the same with 10 or 10,000 customers, and another customer's row is exactly as absent as a
+row that does not exist.
 
 SETs are translated into one `ServiceLayer.change_sls` call: the same checks as every other
 interface, all or nothing, with the RFC 3416 error status and the index of the varbind at fault.
@@ -25,6 +25,7 @@ from pyasn1.type.base import Asn1Item
 from pysnmp.proto import rfc1902, rfc1905
 
 from controller.domain.catalog import ServiceClassName
+from controller.domain.conformance import Conformance
 from controller.domain.errors import ClassNotAllowed, CsmmError, InvalidValue, NotFound
 from controller.domain.principal import Channel, Principal
 from controller.domain.sla import LifecycleState, Sla
@@ -62,7 +63,11 @@ CLASS_BY_NUMBER = {number: name for name, number in CLASS_NUMBERS.items()}
 STATE_NUMBERS = {LifecycleState.OFFERED: 1, LifecycleState.NEGOTIATED: 2, LifecycleState.IMPLEMENTING: 3,
                  LifecycleState.INSTALLED_TESTED: 4, LifecycleState.OPERATIONAL: 5, LifecycleState.DEINSTALLED: 6}
 
+CONFORMANCE_STATES = {"unknown": 1, "conforming": 2, "violating": 3}  # csmConfState
+
 UNSIGNED32_MAX = 4294967295
+LOSS_PPM_MAX = 1_000_000       # csmConfLoss is Gauge32 (0..1000000)
+HUNDREDTHS_MAX = 10_000        # CsmHundredthsOfPercent is 0..10000
 NO_TIME = rfc1902.OctetString(b"\x00" * 8)  # DateAndTime '0000000000000000'H: "none" in CSM-MIB
 
 _INTEGER_TAG = rfc1902.Integer32.tagSet
@@ -85,12 +90,15 @@ class MibData:
     """The SLAs the agent serves, kept current by the agent from the service layer's events.
 
     Rows are looked up by SLA id; each customer's SLA ids are kept sorted, so a customer's
-    GETNEXT is a binary search in its own (short) list."""
+    GETNEXT is a binary search in its own (short) list. `conformance` holds the feedback part's
+    latest conformance per SLA id, replaced as a whole when it is re-read; it is kept apart from
+    the rows because it changes every few seconds and may be read before its SLA's row is."""
 
-    def __init__(self, entries: Iterable[SlaEntry] = ()) -> None:
+    def __init__(self, entries: Iterable[SlaEntry] = (), conformance: dict[int, Conformance] | None = None) -> None:
         self.rows: dict[int, SlaEntry] = {}
         self._by_customer: dict[str, list[int]] = {}
         self._all: list[int] = []
+        self.conformance: dict[int, Conformance] = dict(conformance or {})
         for entry in entries:
             self.put(entry)
 
@@ -104,6 +112,11 @@ class MibData:
     def reset(self, other: "MibData") -> None:
         """Take over another copy's rows in place (the tables keep their reference to this one)."""
         self.rows, self._by_customer, self._all = other.rows, other._by_customer, other._all
+        self.conformance = other.conformance
+
+    def set_conformance(self, conformance: dict[int, Conformance]) -> None:
+        """Take over the latest conformance of every measured SLA (SLA id -> Conformance)."""
+        self.conformance = conformance
 
     def remove(self, sla_id: int) -> None:
         entry = self.rows.pop(sla_id, None)
@@ -194,6 +207,46 @@ SLS_COLUMNS: dict[int, Getter] = {
     3: lambda e: rfc1902.Unsigned32(e.sls.version),
     4: lambda e: date_and_time(e.sls.changed_at),
     5: lambda e: date_and_time(_future(e.next_change)),
+}
+
+
+def _hundredths_of_percent(percent: Any) -> rfc1902.Unsigned32:
+    """CsmHundredthsOfPercent, rounded down and kept within 0..10000."""
+    return rfc1902.Unsigned32(min(max(int(percent * 100), 0), HUNDREDTHS_MAX))
+
+
+def _unsigned(value: float | None) -> rfc1902.Unsigned32:
+    return rfc1902.Unsigned32(min(max(round(value or 0), 0), UNSIGNED32_MAX))
+
+
+def metric_set(metrics: Iterable[str]) -> rfc1902.Bits:
+    """CsmMetricSet: bit n (counted from the high-order bit of the first octet) for the CsmMetric
+    numbered n + 1. Six named bits make one octet, whatever is set (RFC 3417 section 8)."""
+    octet = 0
+    for name in metrics:
+        number = METRIC_NUMBERS.get(name)
+        if number is not None:
+            octet |= 0x80 >> (number - 1)
+    return rfc1902.Bits(bytes([octet]))
+
+
+ConformanceGetter = Callable[[SlaEntry, Conformance | None], Asn1Item]
+
+# csmConformanceEntry AUGMENTS csmSlaEntry: every SLA has a row. Before its first measurement
+# (no Conformance, or a field not measured yet) the MIB says: state unknown(1), measured values
+# zero, csmConfMeasuredAt all zeros. The SLS columns, an enumeration without a zero, then show
+# the SLS in effect now: the one the first measurement will be held against.
+CONFORMANCE_COLUMNS: dict[int, ConformanceGetter] = {
+    1: lambda e, c: date_and_time(c.measured_at if c else None),
+    2: lambda e, c: _unsigned(c.interval_s if c else None),
+    3: lambda e, c: rfc1902.Integer32(CLASS_NUMBERS[c.sls_class if c and c.sls_class else e.sls.service_class]),
+    4: lambda e, c: kbps(c.sls_bandwidth_bps if c and c.sls_bandwidth_bps is not None else e.sls.bandwidth_bps),
+    5: lambda e, c: rfc1902.Gauge32(min((c.throughput_bps or 0) // 1000, UNSIGNED32_MAX) if c else 0),
+    6: lambda e, c: rfc1902.Gauge32(min(max(c.loss_ppm or 0, 0), LOSS_PPM_MAX) if c else 0),
+    7: lambda e, c: _hundredths_of_percent(c.availability_percent if c else 0),
+    8: lambda e, c: _unsigned(c.longest_outage_s if c else None),
+    9: lambda e, c: rfc1902.Integer32(CONFORMANCE_STATES[c.state if c else "unknown"]),
+    10: lambda e, c: metric_set(c.violations if c else ()),
 }
 
 StatsGetter = Callable[[SlaEntry, ServiceClassName], Asn1Item]
@@ -305,17 +358,19 @@ class StatsTable:
         return None
 
 
-class EmptyTable:
-    """A table with no rows yet (csmConformanceTable until the feedback part fills it)."""
+def conformance_table(data: MibData) -> SlaTable:
+    """csmConformanceTable: indexed like csmSlaTable (it AUGMENTS csmSlaEntry), so it has the same
+    rows, visible to the same principals; the values come from `data.conformance`."""
+    columns: dict[int, Getter] = {
+        number: (lambda e, read=read: read(e, data.conformance.get(e.sla.id)))
+        for number, read in CONFORMANCE_COLUMNS.items()}
+    return SlaTable(CONFORMANCE_ENTRY, columns, data)
 
-    def __init__(self, entry: OID) -> None:
-        self.prefix = entry
 
-    def get(self, oid: OID, principal: Principal) -> Asn1Item:
-        return rfc1905.noSuchInstance
-
-    def next(self, oid: OID, principal: Principal) -> VarBind | None:
-        return None
+def csm_tables(data: MibData) -> list[Subtree]:
+    """The CSM-MIB's four tables, all answered from `data`."""
+    return [SlaTable(SLA_ENTRY, SLA_COLUMNS, data), SlaTable(SLS_ENTRY, SLS_COLUMNS, data), StatsTable(data),
+            conformance_table(data)]
 
 
 def _position(oid: OID, entry: OID) -> tuple[int, OID]:
