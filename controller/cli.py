@@ -24,10 +24,13 @@ import click
 
 from controller import __version__
 from controller.config import Settings, open_service
-from controller.domain.catalog import DEFAULT_CATALOG, ClassBounds, ClassTariff, ServiceClassName, load_catalog
+from controller.domain.catalog import (DEFAULT_CATALOG, Catalog, ClassBounds, ClassTariff, ServiceClassName,
+                                     load_catalog)
+from controller.domain.conformance import Conformance
 from controller.domain.errors import CsmmError
 from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState, Sla
+from controller.domain.sls import Sls
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
 from controller.service.layer import ServiceLayer, SlaSpec
 from controller.store import migrate
@@ -571,6 +574,51 @@ def config_diff(obj: Context, routers: tuple[str, ...]) -> None:
         all_in_sync &= in_sync
         click.echo("\n".join(lines))
     sys.exit(0 if all_in_sync else 1)
+
+
+@cli.command("conformance")
+@click.option("--customer", help="Only this customer's SLAs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+@refusals_to_exit
+def conformance_cmd(obj: Context, customer: str | None, as_json: bool) -> None:
+    """Measured against agreed, per SLA: the latest interval's throughput and loss against the SLS
+    and the class's loss bound, this month's availability and longest outage against the SLA's
+    objective, and the violations open now (measured by `csmm serve` from the agents' counters)."""
+    measured = obj.service.conformance(obj.principal)
+    rows = obj.service.list_sls(obj.principal, customer)
+    catalog = obj.service.catalog
+    if as_json:
+        click.echo(_json([_conformance_dict(sla, sls, measured.get(sla.id), catalog) for sla, sls in rows]))
+        return
+    click.echo(f"{'sla':<20} {'state':<11} {'SLS':<16} {'throughput':>11} {'loss ppm (bound)':>17} "
+               f"{'availability (objective)':>25} {'longest outage':>15}  violations")
+    for sla, sls in rows:
+        c = measured.get(sla.id)
+        bound = catalog.classes[sls.service_class].loss_ratio
+        loss = "-" if c is None or c.loss_ppm is None else str(c.loss_ppm)
+        loss += f" ({round(bound * 1_000_000)})" if bound is not None else " (-)"
+        objective = sla.terms.availability
+        availability = "-" if c is None else f"{c.availability_percent:.3f} %"
+        click.echo(f"{sla.name:<20} {c.state if c else 'unknown':<11} "
+                   f"{sls.service_class.value + ' ' + format_bandwidth(sls.bandwidth_bps):<16} "
+                   f"{'-' if c is None or c.throughput_bps is None else format_bandwidth(c.throughput_bps):>11} "
+                   f"{loss:>17} {availability + f' ({objective.objective_percent} %)':>25} "
+                   f"{'-' if c is None else format_duration(c.longest_outage_s):>15}  "
+                   f"{' '.join(c.violations) if c and c.violations else '-'}")
+
+
+def _conformance_dict(sla: Sla, sls: Sls, c: Conformance | None, catalog: Catalog) -> dict[str, object]:
+    bound = catalog.classes[sls.service_class].loss_ratio
+    return {"sla": sla.name, "sla_id": sla.id, "customer": sla.customer, "state": c.state if c else "unknown",
+            "sls": _sls_dict(sls), "loss_bound_ppm": None if bound is None else round(bound * 1_000_000),
+            "availability_objective_percent": str(sla.terms.availability.objective_percent),
+            "max_outage_s": sla.terms.availability.max_outage_s,
+            "measured": None if c is None else {
+                "at": c.measured_at.isoformat() if c.measured_at else None, "interval_s": c.interval_s,
+                "throughput_bps": c.throughput_bps, "offered_bps": c.offered_bps, "loss_ppm": c.loss_ppm,
+                "month": c.month.isoformat(), "availability_percent": str(c.availability_percent),
+                "longest_outage_s": c.longest_outage_s, "violations": list(c.violations)}}
 
 
 @cli.command("agents")

@@ -32,7 +32,7 @@ violated while it lasts longer than the SLA's maximum.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -163,9 +163,11 @@ class Measurement:
     steady: bool = True     # it sent at about the same rate at the span's start and end (see measure)
 
 
-def measure(route: Route, series: Mapping[Leaf, Series], start: float, end: float) -> Measurement | None:
+def measure(route: Route, series: Mapping[Leaf, Series], start: float, end: float,
+            hop_cache: dict[tuple[int, float, float], float | None] | None = None) -> Measurement | None:
     """The SLA's throughput, offered load and loss over [start, end]; None if a router on its
-    path has not reported the whole span (missing samples decide nothing)."""
+    path has not reported the whole span (missing samples decide nothing). Customers share hops:
+    `hop_cache` keeps each hop's delivery over a span for the next customer measured on it."""
     own = _span(series, route.own, start, end)
     if own is None:
         return None
@@ -178,7 +180,13 @@ def measure(route: Route, series: Mapping[Leaf, Series], start: float, end: floa
     if within and own.packets + own.drops:
         delivered *= own.packets / (own.packets + own.drops)
     for hop in route.hops:
-        ratio = hop_delivery(hop, series, start, end)
+        key = (id(hop), start, end)
+        if hop_cache is not None and key in hop_cache:
+            ratio = hop_cache[key]
+        else:
+            ratio = hop_delivery(hop, series, start, end)
+            if hop_cache is not None:
+                hop_cache[key] = ratio
         if ratio is None:
             return None
         delivered *= ratio
@@ -321,7 +329,7 @@ class Availability:
     def allowance_s(self, objective_percent: Decimal) -> float:
         """The downtime the objective allows in the whole month (from where counting began)."""
         counted = (next_month(self.month) - self.counted_from).total_seconds()
-        return float(Decimal(str(counted)) * (Decimal(100) - objective_percent) / Decimal(100))
+        return counted * (100.0 - float(objective_percent)) / 100.0
 
 
 # ------------------------------------------------------------------------------------- findings
@@ -374,24 +382,30 @@ def judge_availability(state: SlaConformance, sla: str, service_class: str, obje
     lasts longer than the maximum, cleared when the path is back)."""
     crossings = []
     availability = state.availability
+    if availability.down_s == 0 and not state.detectors:
+        return []  # never down, nothing open: the common case, decided without arithmetic
     over_budget = availability.down_s > availability.allowance_s(objective_percent)
     crossings += _flip(state, "availability", over_budget, sla, service_class,
-                       int(availability.percent() * 100), int(objective_percent * 100))
+                       lambda: int(availability.percent() * 100), int(objective_percent * 100))
     outage = availability.current_outage_s()
     if max_outage_s > 0:
         crossings += _flip(state, "outageDuration", outage > max_outage_s, sla, service_class,
-                           int(max(outage, availability.longest_s)), max_outage_s)
+                           lambda: int(max(outage, availability.longest_s)), max_outage_s)
     return crossings
 
 
 def _flip(state: SlaConformance, metric: str, now_violating: bool, sla: str, service_class: str,
-          measured: int, bound: int) -> list[Crossing]:
+          measured: Callable[[], int], bound: int) -> list[Crossing]:
     """Availability metrics are already integrated over time: they change state at once."""
-    detector = state.detectors.setdefault(metric, Detector(1, 1))
+    detector = state.detectors.get(metric)
+    if detector is None:
+        if not now_violating:
+            return []
+        detector = state.detectors[metric] = Detector(1, 1)
     if detector.violating == now_violating:
         return []
     detector.violating = now_violating
-    return [Crossing(sla, service_class, metric, now_violating, measured, bound)]
+    return [Crossing(sla, service_class, metric, now_violating, measured(), bound)]
 
 
 def path_routers(routes: Iterable[Route]) -> dict[str, tuple[str, ...]]:

@@ -27,7 +27,7 @@ from controller.domain.conformance import Conformance
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.domain.sla import Sla
 from controller.domain.sls import Sls
-from controller.feedback.conformance import (Availability, Crossing, Leaf, Route, Series, SlaConformance, Traffic,
+from controller.feedback.conformance import (Availability, Crossing, Hop, Leaf, Route, Series, SlaConformance, Traffic,
                                              judge_availability, judge_loss, loss_bound_ppm, measure, month_start,
                                              path_routers)
 from controller.feedback.routes import routes
@@ -38,6 +38,7 @@ from controller.southbound.counters import Sample, delta
 from controller.store.records import FeedbackRecord
 
 log = logging.getLogger("csmm.feedback")
+SERIES_KEEP_S = 20.0   # counters kept per class: a window (3 s) and the routers' reporting lag, with room
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class FeedbackEngine:
         self._started = time.monotonic()
         self._persisted = 0.0
         self._restored: dict[int, FeedbackRecord] = {}
+        self._round_latest: dict[int, float | None] = {}
+        self._round_hops: dict[tuple[int, float, float], float | None] = {}
 
     # ------------------------------------------------------------------ input
 
@@ -87,7 +90,7 @@ class FeedbackEngine:
             d = delta(self._marks.get(leaf), sample, new_class=new_class)
             self._marks[leaf] = sample
             t = c.timestamp_ns / 1e9 if c.timestamp_ns else time.time()
-            self.series.setdefault(leaf, Series()).add(t, Traffic(d.octets, d.packets, d.drops), d.reset)
+            self.series.setdefault(leaf, Series(SERIES_KEEP_S)).add(t, Traffic(d.octets, d.packets, d.drops), d.reset)
 
     def changed(self) -> None:
         """SLAs, SLSs or the topology changed: work out the routes again before the next round."""
@@ -103,8 +106,8 @@ class FeedbackEngine:
                 if self._replan:
                     self._replan = False
                     self._plan = await asyncio.to_thread(self._load_plan)
-                measured, crossings = self.evaluate(datetime.now(timezone.utc))
                 due = time.monotonic() - self._persisted >= self.settings.persist_every_s
+                measured, crossings = self.evaluate(datetime.now(timezone.utc), records_wanted=due)
                 if crossings or (measured and due):
                     self._persisted = time.monotonic()
                     await asyncio.to_thread(self.service.record_feedback, DOMAIN_MANAGER, measured, crossings)
@@ -127,10 +130,14 @@ class FeedbackEngine:
 
     # ------------------------------------------------------------------ one round
 
-    def evaluate(self, now: datetime) -> tuple[list[FeedbackRecord], list[tuple[int, str, dict[str, object]]]]:
-        """Measure and judge every routed SLA; the records to keep and the crossings to announce."""
+    def evaluate(self, now: datetime, *, records_wanted: bool = True
+                 ) -> tuple[list[FeedbackRecord], list[tuple[int, str, dict[str, object]]]]:
+        """Measure and judge every routed SLA; the records to keep (if wanted: they are written
+        only every few seconds) and the crossings to announce."""
         records: list[FeedbackRecord] = []
         crossings: list[tuple[int, str, dict[str, object]]] = []
+        self._round_latest.clear()   # hops are shared by their customers: work each out once a round
+        self._round_hops.clear()
         in_grace = time.monotonic() - self._started < self.settings.grace_s
         for name, route in self._plan.routes.items():
             sla, sls = self._plan.slas[name]
@@ -145,7 +152,8 @@ class FeedbackEngine:
             terms = sla.terms.availability
             found += judge_availability(state, name, route.service_class, terms.objective_percent, terms.max_outage_s)
             crossings += [self._announce(sla, crossing, state) for crossing in found]
-            records.append(self._record(sla, sls, state))
+            if records_wanted or found:
+                records.append(self._record(sla, sls, state))
         return records, crossings
 
     def _availability(self, sla: Sla, now: datetime, up: bool) -> Availability:
@@ -160,9 +168,19 @@ class FeedbackEngine:
             availability.counted_from = min(sla.terms.valid_from, now)
         return availability
 
+    def _latest(self, leaves: tuple[Leaf, ...] | list[Leaf]) -> float | None:
+        """The newest time every one of `leaves` has reported up to (None if one never has)."""
+        times = [self.series[leaf].latest if leaf in self.series else None for leaf in leaves]
+        return None if not times or any(t is None for t in times) else min(t for t in times if t is not None)
+
+    def _hop_latest(self, hop: Hop) -> float | None:
+        key = id(hop)
+        if key not in self._round_latest:
+            self._round_latest[key] = self._latest([*hop.inputs, *hop.outputs])
+        return self._round_latest[key]
+
     def _judge_loss(self, name: str, route: Route, state: SlaConformance, sla: Sla) -> list[Crossing]:
-        leaves = [route.own, *(leaf for hop in route.hops for leaf in (*hop.inputs, *hop.outputs))]
-        latest = [self.series[leaf].latest if leaf in self.series else None for leaf in leaves]
+        latest = [self._latest([route.own]), *(self._hop_latest(hop) for hop in route.hops)]
         if any(t is None for t in latest):
             return judge_loss(state, name, route.service_class, None, self._plan.loss_bounds.get(route.service_class),
                               self.settings.raise_after, self.settings.clear_after)
@@ -170,7 +188,7 @@ class FeedbackEngine:
         if end - self._judged_until.get(name, 0.0) < self.settings.interval_s * 0.9:
             return []  # nothing new reported since the last judgement
         self._judged_until[name] = end
-        measurement = measure(route, self.series, end - self.settings.window_s, end)
+        measurement = measure(route, self.series, end - self.settings.window_s, end, self._round_hops)
         if measurement is not None:
             state.latest = measurement
             state.measured_at = datetime.fromtimestamp(end, timezone.utc)

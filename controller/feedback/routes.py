@@ -38,6 +38,7 @@ def routes(topology: Topology, configs: Mapping[str, RouterQos], slas: Iterable[
                 elif len(leaf.members) == 1 and leaf.members[0] == owner:
                     own[owner] = key
     found = []
+    hops_by_key: dict[tuple[str, str], Hop] = {}   # one Hop per router and class, shared by its customers
     for sla, sls in slas:
         if sla.state not in ACTIVE_STATES or sla.name not in own:
             continue
@@ -46,7 +47,9 @@ def routes(topology: Topology, configs: Mapping[str, RouterQos], slas: Iterable[
         hops = []
         for router in sorted({far_end[end] for end in _sending_ends(topology, sla) if end in far_end} - {home}):
             key = (router, service_class)
-            hops.append(Hop(router, tuple(sorted(inputs.get(key, ()))), tuple(sorted(outputs.get(key, ())))))
+            if key not in hops_by_key:
+                hops_by_key[key] = Hop(router, tuple(sorted(inputs.get(key, ()))), tuple(sorted(outputs.get(key, ()))))
+            hops.append(hops_by_key[key])
         found.append(Route(sla.name, service_class, sls.bandwidth_bps, own[sla.name], tuple(hops)))
     return found
 

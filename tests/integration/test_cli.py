@@ -222,3 +222,37 @@ def test_snmp_users_are_the_domain_managers_and_checked(demo_db: str) -> None:
     unknown = run(demo_db, "snmp", "user", "add", "x2", "--customer", "nobody", check=False)
     assert unknown.returncode == 3 and "no customer 'nobody'" in unknown.stderr
     assert "x1" not in run(demo_db, "snmp", "users").stdout  # nothing half-made
+
+
+def test_conformance_shows_measured_against_agreed_to_each_customer(demo_db: str) -> None:
+    """What the feedback part recorded, as `csmm conformance` prints it (a customer its own only)."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from controller.config import Settings, open_service
+    from controller.domain.catalog import ServiceClassName
+    from controller.domain.conformance import Conformance
+    from controller.domain.principal import DOMAIN_MANAGER
+    from controller.store.records import FeedbackRecord
+
+    service = open_service(Settings(demo_db))
+    try:
+        globex = service.get_sla(DOMAIN_MANAGER, "globex-main").id
+        at = datetime(2026, 12, 3, 7, 0, tzinfo=timezone.utc)
+        measured = Conformance(globex, at, 3.0, ServiceClassName.GOLD, 2_000_000, 1_500_000, 1_500_000, 250_000,
+                               at.replace(day=1, hour=0), Decimal("99.99000"), 12, ("loss",))
+        service.record_feedback(DOMAIN_MANAGER, [FeedbackRecord(measured, at.replace(day=1, hour=0), 12.0, 12.0)],
+                                [(globex, "sla.violation", {"customer": "globex", "service_class": "gold",
+                                                            "metric": "loss", "measured": 250_000, "bound": 100})])
+    finally:
+        service.database.dispose()
+    table = run(demo_db, "conformance").stdout
+    line = next(line for line in table.splitlines() if line.startswith("globex-main"))
+    assert "violating" in line and "250000 (100)" in line and "99.990 % (99.9 %)" in line and line.endswith("loss")
+    assert re.search(r"^acme-hq\s+unknown", table, re.MULTILINE)
+    mine = json.loads(run(demo_db, "--as", "customer:globex", "conformance", "--json").stdout)
+    assert [row["sla"] for row in mine] == ["globex-main"]
+    assert mine[0]["measured"]["loss_ppm"] == 250_000 and mine[0]["loss_bound_ppm"] == 100
+    assert json.loads(run(demo_db, "--as", "customer:acme", "conformance", "--json").stdout)[0]["measured"] is None
+    events = run(demo_db, "events").stdout
+    assert "sla.violation" in events and "sla:globex-main" in events
