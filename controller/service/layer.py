@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import JSON, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from controller.domain.catalog import AvailabilityObjective, Catalog, ChangePolicy, ClassBounds, ServiceClassName
@@ -281,8 +283,7 @@ class ServiceLayer:
 
         def run() -> None:
             with self._write(principal) as tx:
-                for record in measured:
-                    tx.session.merge(records.conformance_row(record, tx.now))
+                self._upsert_conformance(tx.session, [records.conformance_values(r, tx.now) for r in measured])
                 names = dict(tx.session.execute(select(SlaRow.id, SlaRow.name).where(
                     SlaRow.id.in_({sla_id for sla_id, _, _ in crossings}))).all()) if crossings else {}
                 for sla_id, event_type, payload in crossings:
@@ -294,6 +295,16 @@ class ServiceLayer:
                             reason=f"availability {payload['measured'] / 100:.2f} % below the objective"))
                     tx.emit(event_type, f"sla:{names.get(sla_id, sla_id)}", sla_id=sla_id, **payload)
         self._retrying(run)
+
+    def _upsert_conformance(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Insert or replace conformance rows in one statement (thousands every few seconds)."""
+        if not rows:
+            return
+        table = ConformanceRow.__table__
+        statement = (sqlite_insert if self.database.is_sqlite else postgresql_insert)(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.sla_id], set_={c.name: statement.excluded[c.name] for c in table.c if c.name != "sla_id"})
+        session.connection().execute(statement, rows)
 
     @staticmethod
     def _credit_exists(session: Session, sla_id: int, month: str) -> bool:

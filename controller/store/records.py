@@ -193,9 +193,10 @@ class FeedbackRecord:
     longest_outage_s: float
 
 
-def conformance_row(record: FeedbackRecord, now: datetime) -> ConformanceRow:
+def conformance_values(record: FeedbackRecord, now: datetime) -> dict[str, Any]:
+    """The conformance table's columns for `record`."""
     c = record.conformance
-    return ConformanceRow(
+    return dict(
         sla_id=c.sla_id, measured_at=c.measured_at, interval_s=c.interval_s,
         sls_class=c.sls_class.value if c.sls_class else None, sls_bandwidth_bps=c.sls_bandwidth_bps,
         throughput_bps=c.throughput_bps, offered_bps=c.offered_bps, loss_ppm=c.loss_ppm, month=c.month,

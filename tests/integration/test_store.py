@@ -9,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from controller.domain.principal import DOMAIN_MANAGER, Channel
+from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.service.layer import ServiceLayer
 from controller.store import migrate
 from controller.store.database import Database
@@ -55,3 +55,30 @@ def test_sls_history_cannot_be_truncated_on_postgresql(postgres) -> None:  # typ
         with database.write() as session:
             session.execute(text("TRUNCATE sls_history"))
     database.dispose()
+
+
+def test_feedback_is_recorded_again_in_place_and_a_penalty_credit_once(demo_any_db: ServiceLayer) -> None:
+    """Conformance rows are upserts (thousands every few seconds), on both databases; a month's
+    penalty credit is recorded once however often its violation is reported."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from controller.domain.catalog import ServiceClassName
+    from controller.domain.conformance import Conformance
+    from controller.store.records import FeedbackRecord
+
+    service = demo_any_db
+    sla_id = service.get_sla(DOMAIN_MANAGER, "globex-main").id
+    month = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    breach = {"customer": "globex", "service_class": "gold", "metric": "availability", "measured": 9980,
+              "bound": 9990, "penalty_credit": "15.00", "month": month.isoformat()}
+    for loss, down in ((0, 0.0), (250_000, 3000.0)):
+        measured = Conformance(sla_id, month.replace(day=3), 3.0, ServiceClassName.GOLD, 2_000_000, 1_000_000,
+                               1_000_000, loss, month, Decimal("99.80000"), int(down), ("availability",))
+        service.record_feedback(DOMAIN_MANAGER, [FeedbackRecord(measured, month, down, down)],
+                                [(sla_id, "sla.violation", breach)])
+    [(found_id, found)] = service.conformance(DOMAIN_MANAGER).items()
+    assert found_id == sla_id and found.loss_ppm == 250_000 and found.violations == ("availability",)
+    assert service.feedback_records(DOMAIN_MANAGER)[sla_id].down_s == 3000.0
+    assert [(i, amount) for i, _, amount, _ in service.penalty_credits(DOMAIN_MANAGER)] == [(sla_id, Decimal("15.00"))]
+    assert service.conformance(Principal(Role.CUSTOMER, "acme")) == {}
