@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,7 @@ CORE_EGRESS_BPS = 12_500_000
 SINK = "198.18.100.10"             # the "internet" host behind egress:eth2
 ROUTERS = ("edge1", "edge2", "core", "egress")
 PAYLOAD = 1200 / 1242              # iperf3's 1200-byte datagrams in the Ethernet frames HTB shapes
+MAX_OUTAGE_S = 4                   # globex-main's SLA here: no outage over 4 s (the demo's is 60 min)
 
 
 @dataclass
@@ -92,6 +95,11 @@ def gsb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gsb]:
     topology.parent.mkdir(parents=True)
     topology.write_text((ROOT / "labs" / "containerlab" / "gsb.clab.yml").read_text().replace("198.18.0.", f"{MGMT}."))
     provisioning = yaml.safe_load(DEMO.read_text())
+    for customer in provisioning["customers"]:   # test f: an outage of seconds breaks globex's SLA
+        for entry in customer.get("slas", []):
+            if entry["name"] == "globex-main":
+                entry["availability"] = {"objective_percent": "99.9", "max_outage": f"{MAX_OUTAGE_S}s",
+                                         "penalty_percent_of_monthly_fee": "10"}
     for router in provisioning["topology"]["routers"]:
         for interface in router["interfaces"]:
             if (router["id"], interface["name"]) in (("core", "eth3"), ("egress", "eth1")):
@@ -442,3 +450,63 @@ def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_a
 def _dm():  # type: ignore[no-untyped-def]
     from controller.domain.principal import DOMAIN_MANAGER
     return DOMAIN_MANAGER
+
+
+def _agent_pid(gsb: Gsb, router: str) -> int:
+    status = gsb.lab("status", "--lab", LAB).stdout
+    line = next(line for line in status.splitlines() if line.startswith(router + " "))
+    return int(re.search(r"running \(pid (\d+)\)", line).group(1))   # type: ignore[union-attr]
+
+
+def test_f_a_router_out_of_sync_is_an_outage_and_one_over_the_maximum_a_violation(gsb: Gsb) -> None:
+    """edge1's agent is stopped (SIGSTOP) and globex's SLS changes: edge1 cannot apply its new
+    config, so globex's path is not in sync, which is an outage. Beyond the SLA's 4 s maximum it
+    is an outageDuration violation; once the agent runs and applies the config, it clears, and the
+    month's availability shows the down time."""
+    from ncclient import manager
+
+    service = _service(gsb)
+    try:
+        globex = service.get_sla(_dm(), "globex-main").id
+    finally:
+        service.database.dispose()
+    session = manager.connect(host="127.0.0.1", port=gsb.controller.netconf_port, username="globex-nms",
+                              password=NETCONF_PASSWORD, hostkey_verify=False, look_for_keys=False,
+                              allow_agent=False, timeout=15)
+    agent = _agent_pid(gsb, "edge1")
+    stopped = False
+    try:
+        assert session.create_subscription().ok
+        os.kill(agent, signal.SIGSTOP)
+        stopped = True
+        _change(gsb, "globex-main", "gold", 1_500_000)
+        since = time.monotonic()
+        seen: list[str] = []
+        while time.monotonic() - since < MAX_OUTAGE_S + 8 and not any("<sla-violation" in n for n in seen):
+            got = session.take_notification(block=True, timeout=0.2)
+            if got is not None:
+                seen.append(got.notification_xml)
+        violation = next((n for n in seen if "<sla-violation" in n), None)
+        assert violation is not None and "<metric>outage-duration</metric>" in violation, seen
+        assert f"<sla-id>{globex}</sla-id>" in violation
+        assert time.monotonic() - since >= MAX_OUTAGE_S
+        os.kill(agent, signal.SIGCONT)
+        stopped = False
+        since = time.monotonic()
+        cleared = None
+        while time.monotonic() - since < 30 and cleared is None:
+            got = session.take_notification(block=True, timeout=0.2)
+            if got is not None and "<sla-cleared" in got.notification_xml:
+                cleared = got.notification_xml
+        assert cleared is not None and "<metric>outage-duration</metric>" in cleared
+        gsb.wait_in_sync(30)
+        shown = next(r for r in json.loads(gsb.controller.csmm("conformance", "--json").stdout)
+                     if r["sla"] == "globex-main")["measured"]
+        assert Decimal(shown["availability_percent"]) < 100 and shown["longest_outage_s"] > MAX_OUTAGE_S, shown
+        assert "outageDuration" not in shown["violations"], shown
+    finally:
+        if stopped:
+            os.kill(agent, signal.SIGCONT)
+        session.close_session()
+        _change(gsb, "globex-main", "gold", 2_000_000)
+        gsb.wait_in_sync(30)
