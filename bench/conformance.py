@@ -32,14 +32,14 @@ from controller.domain.principal import Channel
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState, Sla, SlaTerms
 from controller.domain.sls import Sls
 from controller.feedback.conformance import Hop, Route, loss_bound_ppm
-from controller.feedback.engine import FeedbackEngine, _Plan
+from controller.feedback.engine import FeedbackEngine, FeedbackSettings, Plan
 
 GOAL = 0.30          # of the interval
 WINDOW_S = 3.0
 START = 1_900_000_000.0
 
 
-def network(routers: int, classes: int) -> _Plan:
+def network(routers: int, classes: int) -> Plan:
     catalog = load_catalog()
     offering = catalog.offering("gsb-business")
     terms = SlaTerms("gsb-business", Attachment("edge0", "eth2", 10_000_000_000, ()), dict(offering.bounds),
@@ -49,7 +49,7 @@ def network(routers: int, classes: int) -> _Plan:
     edge_leaves = tuple((f"edge{r}", "eth1", f"gold/c{r}-{i}") for r in range(routers) for i in range(classes))
     core = Hop("core", edge_leaves, (core_out,))
     egress = Hop("egress", (core_out,), (egress_out,))
-    plan = _Plan(loss_bounds={c.value: loss_bound_ppm(s.loss_ratio) for c, s in catalog.classes.items()})
+    plan = Plan(loss_bounds={c.value: loss_bound_ppm(s.loss_ratio) for c, s in catalog.classes.items()})
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for n, leaf in enumerate(edge_leaves):
         name = leaf[2].removeprefix("gold/")
@@ -81,11 +81,9 @@ def reports(routers: int, classes: int, second: int) -> list[tuple[str, pb.Count
 
 
 def engine_run(routers: int, classes: int, intervals: int) -> tuple[list[float], list[float], int]:
-    engine = FeedbackEngine.__new__(FeedbackEngine)   # no database: the loop's storing is not measured
-    FeedbackEngine.__init__(engine, None, lambda router: True)  # type: ignore[arg-type]
-    engine._plan = network(routers, classes)
-    engine._replan = False
-    engine._started -= 3600   # past the start's grace period
+    # No service: the loop's database work (a round's rows, every 5 s) is not what is measured.
+    engine = FeedbackEngine(None, lambda router: True, FeedbackSettings(grace_s=0))  # type: ignore[arg-type]
+    engine.use_plan(network(routers, classes))
     ingest, evaluate = [], []
     judged = 0
     for second in range(intervals):

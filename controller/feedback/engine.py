@@ -52,7 +52,10 @@ class FeedbackSettings:
 
 
 @dataclass
-class _Plan:
+class Plan:
+    """What the engine measures: every routed SLA, with its terms and SLS, its path's routers, and
+    each class's loss bound. Worked out again whenever SLAs, SLSs or the topology change."""
+
     routes: dict[str, Route] = field(default_factory=dict)        # SLA name -> where its traffic is counted
     slas: dict[str, tuple[Sla, Sls]] = field(default_factory=dict)
     routers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # SLA name -> routers on its path
@@ -70,7 +73,7 @@ class FeedbackEngine:
         self._reported: set[str] = set()                   # routers heard from since start
         self.states: dict[str, SlaConformance] = {}        # SLA name -> running state
         self._judged_until: dict[str, float] = {}          # SLA name -> end of its latest measured span
-        self._plan = _Plan()
+        self._plan = Plan()
         self._replan = True
         self._started = time.monotonic()
         self._persisted = 0.0
@@ -96,6 +99,10 @@ class FeedbackEngine:
         """SLAs, SLSs or the topology changed: work out the routes again before the next round."""
         self._replan = True
 
+    def use_plan(self, plan: Plan) -> None:
+        """Measure `plan` from now on (the loop works it out itself; this is for benchmarks)."""
+        self._plan, self._replan = plan, False
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
@@ -117,12 +124,12 @@ class FeedbackEngine:
             except Exception:
                 log.exception("evaluating conformance")
 
-    def _load_plan(self) -> _Plan:
+    def _load_plan(self) -> Plan:
         topology = self.service.topology(DOMAIN_MANAGER)
         pairs = self.service.list_sls(DOMAIN_MANAGER)
         configs = render_router_configs(topology, pairs, self.service.catalog)
         found = routes(topology, configs, pairs)
-        return _Plan({r.sla: r for r in found}, {sla.name: (sla, sls) for sla, sls in pairs}, path_routers(found),
+        return Plan({r.sla: r for r in found}, {sla.name: (sla, sls) for sla, sls in pairs}, path_routers(found),
                      {c.value: loss_bound_ppm(s.loss_ratio) for c, s in self.service.catalog.classes.items()})
 
     def _load_records(self) -> dict[int, FeedbackRecord]:
