@@ -23,9 +23,11 @@ SLA_CHANGED = "sla.changed"
 SLA_STATE_CHANGED = "sla.state-changed"
 SLS_CHANGED = "sls.changed"
 TOPOLOGY_CHANGED = "topology.changed"
-# Feedback (issue 7) emits these; their payload: sla_id, customer, service_class, metric (a
-# CSM-MIB CsmMetric name: throughput, loss, availability, outageDuration, delay, delayVariation),
-# measured and bound (integers in that metric's CSM-MIB unit).
+# The feedback part (controller.feedback) emits these; their payload: sla_id, customer,
+# service_class, metric (a CSM-MIB CsmMetric name: throughput, loss, availability, outageDuration,
+# delay, delayVariation), measured and bound (integers in that metric's CSM-MIB unit). An
+# availability violation also carries penalty_credit (a decimal string, in the catalog's currency)
+# and month (ISO 8601, the calendar month it is for): the credit is recorded once per SLA and month.
 SLA_VIOLATION = "sla.violation"
 SLA_CLEARED = "sla.cleared"
 
