@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -201,7 +202,9 @@ class FakeNodes:
     """Nodes whose iperf3 is a Python process printing a captured output; `ss` lists the servers' ports.
 
     `fail_server` makes that flow's server exit at once with iperf3's bind error, `deaf_server` one
-    that never listens, `interrupt_client` a Ctrl-C when that client is started.
+    that never listens, `interrupt_client` a Ctrl-C when that client is started. Like iperf3 -s -1, a
+    healthy server exits only after its client has started (a marker file), so a slow machine cannot
+    make it look like a server that died on its own.
     """
 
     def __init__(self, fixture: Path, *, fail_server: int | None = None, deaf_server: int | None = None,
@@ -213,6 +216,7 @@ class FakeNodes:
         self.calls: list[tuple[str, list[str]]] = []
         self.started: list[subprocess.Popen[bytes]] = []
         self.listening: list[str] = ["0.0.0.0:22", "127.0.0.1:5204"]   # not the sink's: must not count
+        self.markers = Path(tempfile.mkdtemp(prefix="fake-iperf3-"))
 
     def popen(self, node: str, argv: Sequence[str], *, stdout: IO[bytes],
               stderr: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -231,14 +235,20 @@ class FakeNodes:
             if index == self.deaf_server:
                 return self._python("import time; time.sleep(60)", stdout, stderr)
             self.listening.append(f"{argv[argv.index('-B') + 1]}:{port}")
-            return self._python(self._replay(index, "server", pause=0.3), stdout, stderr)
+            return self._python(self._replay(index, "server", after=self.markers / str(index)), stdout, stderr)
         if index == self.interrupt_client:
             raise KeyboardInterrupt
-        return self._python(self._replay(index, "client", pause=0.0), stdout, stderr)
+        (self.markers / str(index)).touch()
+        return self._python(self._replay(index, "client"), stdout, stderr)
 
-    def _replay(self, index: int, side: str, *, pause: float) -> str:
+    def _replay(self, index: int, side: str, *, after: Path | None = None) -> str:
+        """Code printing the captured output; with `after`, once that file exists (at most 30 s)."""
         (path,) = self.fixture.glob(f"{index}-*-{side}.json")
-        return f"import sys, time; time.sleep({pause}); sys.stdout.write(open({str(path)!r}).read())"
+        code = "import os, sys, time\n"
+        if after is not None:
+            code += f"end = time.monotonic() + 30\nwhile not os.path.exists({str(after)!r}) and time.monotonic() < end:\n"
+            code += "    time.sleep(0.01)\n"
+        return code + f"sys.stdout.write(open({str(path)!r}).read())\n"
 
     def _python(self, code: str, stdout: IO[bytes], stderr: IO[bytes]) -> subprocess.Popen[bytes]:
         process = subprocess.Popen([sys.executable, "-c", code], stdout=stdout, stderr=stderr)
