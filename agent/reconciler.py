@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from csmm_proto import agent_pb2 as pb
 from csmm_proto.configs import apply_diff, fingerprint
+from csmm_proto.counters import ClassCount
 
 from agent.desired import Minors, check_config, class_names, kernel_plan
 from agent.driver.netlink import NetlinkError
@@ -106,7 +107,7 @@ class Reconciler:
 
     # ----------------------------------------------------------------------------------- counters
 
-    def counters(self) -> list[pb.ClassCounters]:
+    def counters(self) -> list[ClassCount]:
         with self._lock:
             names = class_names(self.minors)
             devices = list(self._plan.htb()) if self._plan else []
@@ -121,8 +122,7 @@ class Reconciler:
             for minor, s in sorted(stats.items()):
                 name = names.get(device, {}).get(minor)
                 if name is not None:
-                    out.append(pb.ClassCounters(interface=device, class_name=name, bytes=s.bytes, packets=s.packets,
-                                                drops=s.drops, overlimits=s.overlimits, timestamp_ns=now))
+                    out.append(ClassCount(device, name, s.bytes, s.packets, s.drops, s.overlimits, now))
         return out
 
     # ----------------------------------------------------------------------------------- internals

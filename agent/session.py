@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 from csmm_proto import agent_pb2 as pb
 from csmm_proto import agent_pb2_grpc
+from csmm_proto.counters import encode as encode_counters
 
 from agent import __version__
 from agent.reconciler import Reconciler
@@ -114,11 +115,18 @@ class Session:
 
     async def _send_counters(self) -> None:
         epoch = boot_epoch()
+        layout, keys = 0, None   # this session's class list: sent again only when it changes
         while True:
             await asyncio.sleep(self.counter_interval)
             classes = await asyncio.to_thread(self.reconciler.counters)
-            if classes:
-                await self._outbox.put(pb.AgentMessage(counters=pb.Counters(boot_epoch=epoch, classes=classes)))
+            if not classes:
+                continue
+            now_keys = [(c.interface, c.class_name) for c in classes]
+            changed = now_keys != keys
+            if changed:
+                layout, keys = layout + 1, now_keys
+            await self._outbox.put(pb.AgentMessage(counters=encode_counters(epoch, layout, classes,
+                                                                            with_keys=changed)))
 
     async def _send_heartbeats(self) -> None:
         while True:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63smm_proto/agent.proto\x12\rcsmm.agent.v1\"\xcd\x01\n\x0c\x41gentMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.csmm.agent.v1.HelloH\x00\x12\x32\n\x0c\x61pply_result\x18\x02 \x01(\x0b\x32\x1a.csmm.agent.v1.ApplyResultH\x00\x12+\n\x08\x63ounters\x18\x03 \x01(\x0b\x32\x17.csmm.agent.v1.CountersH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.csmm.agent.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"\xe6\x01\n\x05Hello\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x37\n\x0c\x63\x61pabilities\x18\x03 \x01(\x0b\x32!.csmm.agent.v1.KernelCapabilities\x12\x30\n\ninterfaces\x18\x04 \x03(\x0b\x32\x1c.csmm.agent.v1.InterfaceInfo\x12\x12\n\nboot_epoch\x18\x05 \x01(\x04\x12\x17\n\x0f\x61pplied_version\x18\x06 \x01(\x04\x12\x1b\n\x13\x61pplied_fingerprint\x18\x07 \x01(\t\"\\\n\x12KernelCapabilities\x12\x0e\n\x06qdiscs\x18\x01 \x03(\t\x12\x13\n\x0b\x63lassifiers\x18\x02 \x03(\t\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x10\n\x08nftables\x18\x04 \x01(\x08\"<\n\rInterfaceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tspeed_bps\x18\x02 \x01(\x04\x12\n\n\x02up\x18\x03 \x01(\x08\"j\n\x0b\x41pplyResult\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12)\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x19.csmm.agent.v1.ApplyError\">\n\nApplyError\x12\x11\n\tinterface\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"M\n\x08\x43ounters\x12\x12\n\nboot_epoch\x18\x01 \x01(\x04\x12-\n\x07\x63lasses\x18\x02 \x03(\x0b\x32\x1c.csmm.agent.v1.ClassCounters\"\x8f\x01\n\rClassCounters\x12\x11\n\tinterface\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\x0f\n\x07packets\x18\x04 \x01(\x04\x12\r\n\x05\x64rops\x18\x05 \x01(\x04\x12\x12\n\noverlimits\x18\x06 \x01(\x04\x12\x14\n\x0ctimestamp_ns\x18\x07 \x01(\x03\"\x1f\n\tHeartbeat\x12\x12\n\nsent_at_ns\x18\x01 \x01(\x03\"\xdd\x01\n\x11\x43ontrollerMessage\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.csmm.agent.v1.DesiredConfigH\x00\x12)\n\x04\x64iff\x18\x02 \x01(\x0b\x32\x19.csmm.agent.v1.ConfigDiffH\x00\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32 .csmm.agent.v1.SessionParametersH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.csmm.agent.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"O\n\x11SessionParameters\x12\x1b\n\x13\x63ounter_interval_ms\x18\x01 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"y\n\rDesiredConfig\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12/\n\ninterfaces\x18\x04 \x03(\x0b\x32\x1b.csmm.agent.v1.InterfaceQos\"\x8d\x01\n\nConfigDiff\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x30\n\ninterfaces\x18\x05 \x03(\x0b\x32\x1c.csmm.agent.v1.InterfaceDiff\"\xdb\x02\n\rInterfaceDiff\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0eupsert_classes\x18\x02 \x03(\x0b\x32\x17.csmm.agent.v1.QosClass\x12\x16\n\x0eremove_classes\x18\x03 \x03(\t\x12\x39\n\x15upsert_prefix_matches\x18\x04 \x03(\x0b\x32\x1a.csmm.agent.v1.PrefixMatch\x12\x1d\n\x15remove_prefix_matches\x18\x05 \x03(\t\x12\x35\n\x13upsert_dscp_matches\x18\x06 \x03(\x0b\x32\x18.csmm.agent.v1.DscpMatch\x12\x1b\n\x13remove_dscp_matches\x18\x07 \x03(\r\x12-\n\x0eupsert_remarks\x18\x08 \x03(\x0b\x32\x15.csmm.agent.v1.Remark\x12\x16\n\x0eremove_remarks\x18\t \x03(\t\"\xbe\x01\n\x0cInterfaceQos\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12&\n\x07remarks\x18\x03 \x03(\x0b\x32\x15.csmm.agent.v1.Remark\x12\x19\n\x0c\x64\x65\x66\x61ult_dscp\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x30\n\tscheduler\x18\x05 \x01(\x0b\x32\x18.csmm.agent.v1.SchedulerH\x01\x88\x01\x01\x42\x0f\n\r_default_dscpB\x0c\n\n_scheduler\"3\n\x06Remark\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0b\n\x03sla\x18\x02 \x01(\t\x12\x0c\n\x04\x64scp\x18\x03 \x01(\r\"\xbb\x01\n\tScheduler\x12\x14\n\x0c\x63\x61pacity_bps\x18\x01 \x01(\x04\x12(\n\x07\x63lasses\x18\x02 \x03(\x0b\x32\x17.csmm.agent.v1.QosClass\x12-\n\tby_prefix\x18\x03 \x03(\x0b\x32\x1a.csmm.agent.v1.PrefixMatch\x12)\n\x07\x62y_dscp\x18\x04 \x03(\x0b\x32\x18.csmm.agent.v1.DscpMatch\x12\x14\n\x0c\x64\x65\x66\x61ult_leaf\x18\x05 \x01(\t\"o\n\x08QosClass\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x10\n\x08rate_bps\x18\x03 \x01(\x04\x12\x10\n\x08\x63\x65il_bps\x18\x04 \x01(\x04\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x0f\n\x07members\x18\x06 \x03(\t\"8\n\x0bPrefixMatch\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0b\n\x03sla\x18\x02 \x01(\t\x12\x0c\n\x04leaf\x18\x03 \x01(\t\"\'\n\tDscpMatch\x12\x0c\n\x04\x64scp\x18\x01 \x01(\r\x12\x0c\n\x04leaf\x18\x02 \x01(\t2\\\n\x0c\x41gentService\x12L\n\x07Session\x12\x1b.csmm.agent.v1.AgentMessage\x1a .csmm.agent.v1.ControllerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63smm_proto/agent.proto\x12\rcsmm.agent.v1\"\xcd\x01\n\x0c\x41gentMessage\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.csmm.agent.v1.HelloH\x00\x12\x32\n\x0c\x61pply_result\x18\x02 \x01(\x0b\x32\x1a.csmm.agent.v1.ApplyResultH\x00\x12+\n\x08\x63ounters\x18\x03 \x01(\x0b\x32\x17.csmm.agent.v1.CountersH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.csmm.agent.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"\xe6\x01\n\x05Hello\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x37\n\x0c\x63\x61pabilities\x18\x03 \x01(\x0b\x32!.csmm.agent.v1.KernelCapabilities\x12\x30\n\ninterfaces\x18\x04 \x03(\x0b\x32\x1c.csmm.agent.v1.InterfaceInfo\x12\x12\n\nboot_epoch\x18\x05 \x01(\x04\x12\x17\n\x0f\x61pplied_version\x18\x06 \x01(\x04\x12\x1b\n\x13\x61pplied_fingerprint\x18\x07 \x01(\t\"\\\n\x12KernelCapabilities\x12\x0e\n\x06qdiscs\x18\x01 \x03(\t\x12\x13\n\x0b\x63lassifiers\x18\x02 \x03(\t\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x10\n\x08nftables\x18\x04 \x01(\x08\"<\n\rInterfaceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tspeed_bps\x18\x02 \x01(\x04\x12\n\n\x02up\x18\x03 \x01(\x08\"j\n\x0b\x41pplyResult\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12)\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x19.csmm.agent.v1.ApplyError\">\n\nApplyError\x12\x11\n\tinterface\x18\x01 \x01(\t\x12\x0c\n\x04item\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xb4\x01\n\x08\x43ounters\x12\x12\n\nboot_epoch\x18\x01 \x01(\x04\x12\x0e\n\x06layout\x18\x03 \x01(\r\x12%\n\x04keys\x18\x04 \x03(\x0b\x32\x17.csmm.agent.v1.ClassKey\x12\r\n\x05\x62ytes\x18\x05 \x01(\x0c\x12\x0f\n\x07packets\x18\x06 \x01(\x0c\x12\r\n\x05\x64rops\x18\x07 \x01(\x0c\x12\x12\n\noverlimits\x18\x08 \x01(\x0c\x12\x14\n\x0ctimestamp_ns\x18\t \x01(\x0cJ\x04\x08\x02\x10\x03\"1\n\x08\x43lassKey\x12\x11\n\tinterface\x18\x01 \x01(\t\x12\x12\n\nclass_name\x18\x02 \x01(\t\"\x1f\n\tHeartbeat\x12\x12\n\nsent_at_ns\x18\x01 \x01(\x03\"\xdd\x01\n\x11\x43ontrollerMessage\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1c.csmm.agent.v1.DesiredConfigH\x00\x12)\n\x04\x64iff\x18\x02 \x01(\x0b\x32\x19.csmm.agent.v1.ConfigDiffH\x00\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32 .csmm.agent.v1.SessionParametersH\x00\x12-\n\theartbeat\x18\x04 \x01(\x0b\x32\x18.csmm.agent.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"O\n\x11SessionParameters\x12\x1b\n\x13\x63ounter_interval_ms\x18\x01 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"y\n\rDesiredConfig\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12/\n\ninterfaces\x18\x04 \x03(\x0b\x32\x1b.csmm.agent.v1.InterfaceQos\"\x8d\x01\n\nConfigDiff\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x02 \x01(\x04\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x30\n\ninterfaces\x18\x05 \x03(\x0b\x32\x1c.csmm.agent.v1.InterfaceDiff\"\xdb\x02\n\rInterfaceDiff\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0eupsert_classes\x18\x02 \x03(\x0b\x32\x17.csmm.agent.v1.QosClass\x12\x16\n\x0eremove_classes\x18\x03 \x03(\t\x12\x39\n\x15upsert_prefix_matches\x18\x04 \x03(\x0b\x32\x1a.csmm.agent.v1.PrefixMatch\x12\x1d\n\x15remove_prefix_matches\x18\x05 \x03(\t\x12\x35\n\x13upsert_dscp_matches\x18\x06 \x03(\x0b\x32\x18.csmm.agent.v1.DscpMatch\x12\x1b\n\x13remove_dscp_matches\x18\x07 \x03(\r\x12-\n\x0eupsert_remarks\x18\x08 \x03(\x0b\x32\x15.csmm.agent.v1.Remark\x12\x16\n\x0eremove_remarks\x18\t \x03(\t\"\xbe\x01\n\x0cInterfaceQos\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12&\n\x07remarks\x18\x03 \x03(\x0b\x32\x15.csmm.agent.v1.Remark\x12\x19\n\x0c\x64\x65\x66\x61ult_dscp\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x30\n\tscheduler\x18\x05 \x01(\x0b\x32\x18.csmm.agent.v1.SchedulerH\x01\x88\x01\x01\x42\x0f\n\r_default_dscpB\x0c\n\n_scheduler\"3\n\x06Remark\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0b\n\x03sla\x18\x02 \x01(\t\x12\x0c\n\x04\x64scp\x18\x03 \x01(\r\"\xbb\x01\n\tScheduler\x12\x14\n\x0c\x63\x61pacity_bps\x18\x01 \x01(\x04\x12(\n\x07\x63lasses\x18\x02 \x03(\x0b\x32\x17.csmm.agent.v1.QosClass\x12-\n\tby_prefix\x18\x03 \x03(\x0b\x32\x1a.csmm.agent.v1.PrefixMatch\x12)\n\x07\x62y_dscp\x18\x04 \x03(\x0b\x32\x18.csmm.agent.v1.DscpMatch\x12\x14\n\x0c\x64\x65\x66\x61ult_leaf\x18\x05 \x01(\t\"o\n\x08QosClass\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x10\n\x08rate_bps\x18\x03 \x01(\x04\x12\x10\n\x08\x63\x65il_bps\x18\x04 \x01(\x04\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x0f\n\x07members\x18\x06 \x03(\t\"8\n\x0bPrefixMatch\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0b\n\x03sla\x18\x02 \x01(\t\x12\x0c\n\x04leaf\x18\x03 \x01(\t\"\'\n\tDscpMatch\x12\x0c\n\x04\x64scp\x18\x01 \x01(\r\x12\x0c\n\x04leaf\x18\x02 \x01(\t2\\\n\x0c\x41gentService\x12L\n\x07Session\x12\x1b.csmm.agent.v1.AgentMessage\x1a .csmm.agent.v1.ControllerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,34 +43,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLYRESULT']._serialized_end=744
   _globals['_APPLYERROR']._serialized_start=746
   _globals['_APPLYERROR']._serialized_end=808
-  _globals['_COUNTERS']._serialized_start=810
-  _globals['_COUNTERS']._serialized_end=887
-  _globals['_CLASSCOUNTERS']._serialized_start=890
-  _globals['_CLASSCOUNTERS']._serialized_end=1033
-  _globals['_HEARTBEAT']._serialized_start=1035
-  _globals['_HEARTBEAT']._serialized_end=1066
-  _globals['_CONTROLLERMESSAGE']._serialized_start=1069
-  _globals['_CONTROLLERMESSAGE']._serialized_end=1290
-  _globals['_SESSIONPARAMETERS']._serialized_start=1292
-  _globals['_SESSIONPARAMETERS']._serialized_end=1371
-  _globals['_DESIREDCONFIG']._serialized_start=1373
-  _globals['_DESIREDCONFIG']._serialized_end=1494
-  _globals['_CONFIGDIFF']._serialized_start=1497
-  _globals['_CONFIGDIFF']._serialized_end=1638
-  _globals['_INTERFACEDIFF']._serialized_start=1641
-  _globals['_INTERFACEDIFF']._serialized_end=1988
-  _globals['_INTERFACEQOS']._serialized_start=1991
-  _globals['_INTERFACEQOS']._serialized_end=2181
-  _globals['_REMARK']._serialized_start=2183
-  _globals['_REMARK']._serialized_end=2234
-  _globals['_SCHEDULER']._serialized_start=2237
-  _globals['_SCHEDULER']._serialized_end=2424
-  _globals['_QOSCLASS']._serialized_start=2426
-  _globals['_QOSCLASS']._serialized_end=2537
-  _globals['_PREFIXMATCH']._serialized_start=2539
-  _globals['_PREFIXMATCH']._serialized_end=2595
-  _globals['_DSCPMATCH']._serialized_start=2597
-  _globals['_DSCPMATCH']._serialized_end=2636
-  _globals['_AGENTSERVICE']._serialized_start=2638
-  _globals['_AGENTSERVICE']._serialized_end=2730
+  _globals['_COUNTERS']._serialized_start=811
+  _globals['_COUNTERS']._serialized_end=991
+  _globals['_CLASSKEY']._serialized_start=993
+  _globals['_CLASSKEY']._serialized_end=1042
+  _globals['_HEARTBEAT']._serialized_start=1044
+  _globals['_HEARTBEAT']._serialized_end=1075
+  _globals['_CONTROLLERMESSAGE']._serialized_start=1078
+  _globals['_CONTROLLERMESSAGE']._serialized_end=1299
+  _globals['_SESSIONPARAMETERS']._serialized_start=1301
+  _globals['_SESSIONPARAMETERS']._serialized_end=1380
+  _globals['_DESIREDCONFIG']._serialized_start=1382
+  _globals['_DESIREDCONFIG']._serialized_end=1503
+  _globals['_CONFIGDIFF']._serialized_start=1506
+  _globals['_CONFIGDIFF']._serialized_end=1647
+  _globals['_INTERFACEDIFF']._serialized_start=1650
+  _globals['_INTERFACEDIFF']._serialized_end=1997
+  _globals['_INTERFACEQOS']._serialized_start=2000
+  _globals['_INTERFACEQOS']._serialized_end=2190
+  _globals['_REMARK']._serialized_start=2192
+  _globals['_REMARK']._serialized_end=2243
+  _globals['_SCHEDULER']._serialized_start=2246
+  _globals['_SCHEDULER']._serialized_end=2433
+  _globals['_QOSCLASS']._serialized_start=2435
+  _globals['_QOSCLASS']._serialized_end=2546
+  _globals['_PREFIXMATCH']._serialized_start=2548
+  _globals['_PREFIXMATCH']._serialized_end=2604
+  _globals['_DSCPMATCH']._serialized_start=2606
+  _globals['_DSCPMATCH']._serialized_end=2645
+  _globals['_AGENTSERVICE']._serialized_start=2647
+  _globals['_AGENTSERVICE']._serialized_end=2739
 # @@protoc_insertion_point(module_scope)

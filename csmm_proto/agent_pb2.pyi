@@ -81,30 +81,32 @@ class ApplyError(_message.Message):
     def __init__(self, interface: _Optional[str] = ..., item: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Counters(_message.Message):
-    __slots__ = ("boot_epoch", "classes")
+    __slots__ = ("boot_epoch", "layout", "keys", "bytes", "packets", "drops", "overlimits", "timestamp_ns")
     BOOT_EPOCH_FIELD_NUMBER: _ClassVar[int]
-    CLASSES_FIELD_NUMBER: _ClassVar[int]
-    boot_epoch: int
-    classes: _containers.RepeatedCompositeFieldContainer[ClassCounters]
-    def __init__(self, boot_epoch: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ClassCounters, _Mapping]]] = ...) -> None: ...
-
-class ClassCounters(_message.Message):
-    __slots__ = ("interface", "class_name", "bytes", "packets", "drops", "overlimits", "timestamp_ns")
-    INTERFACE_FIELD_NUMBER: _ClassVar[int]
-    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     PACKETS_FIELD_NUMBER: _ClassVar[int]
     DROPS_FIELD_NUMBER: _ClassVar[int]
     OVERLIMITS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    boot_epoch: int
+    layout: int
+    keys: _containers.RepeatedCompositeFieldContainer[ClassKey]
+    bytes: bytes
+    packets: bytes
+    drops: bytes
+    overlimits: bytes
+    timestamp_ns: bytes
+    def __init__(self, boot_epoch: _Optional[int] = ..., layout: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[ClassKey, _Mapping]]] = ..., bytes: _Optional[bytes] = ..., packets: _Optional[bytes] = ..., drops: _Optional[bytes] = ..., overlimits: _Optional[bytes] = ..., timestamp_ns: _Optional[bytes] = ...) -> None: ...
+
+class ClassKey(_message.Message):
+    __slots__ = ("interface", "class_name")
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAME_FIELD_NUMBER: _ClassVar[int]
     interface: str
     class_name: str
-    bytes: int
-    packets: int
-    drops: int
-    overlimits: int
-    timestamp_ns: int
-    def __init__(self, interface: _Optional[str] = ..., class_name: _Optional[str] = ..., bytes: _Optional[int] = ..., packets: _Optional[int] = ..., drops: _Optional[int] = ..., overlimits: _Optional[int] = ..., timestamp_ns: _Optional[int] = ...) -> None: ...
+    def __init__(self, interface: _Optional[str] = ..., class_name: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sent_at_ns",)

@@ -16,9 +16,15 @@ epoch. A delta is taken against the previous sample (the "mark") of the same cla
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from csmm_proto import agent_pb2 as pb
 
 WRAP = 2**64
+ClassKey = tuple[str, str]    # (interface, class name)
 
 
 @dataclass(frozen=True)
@@ -69,3 +75,50 @@ def customer_leaf(class_name: str, members: tuple[str, ...] | list[str]) -> tupl
     if len(members) == 1 and owner == members[0]:
         return owner, service_class
     return None
+
+
+class ClassRow(NamedTuple):
+    interface: str
+    class_name: str
+    octets: int
+    packets: int
+    drops: int
+    overlimits: int
+    timestamp_ns: int
+
+
+@dataclass(frozen=True)
+class CounterReport:
+    """One agent report, decoded: the class list and each counter as a numpy column in its order."""
+
+    boot_epoch: int
+    keys: list[ClassKey]
+    octets: np.ndarray            # uint64
+    packets: np.ndarray           # uint64
+    drops: np.ndarray             # uint64
+    overlimits: np.ndarray        # uint64
+    timestamps_ns: np.ndarray     # int64
+
+    def rows(self) -> Iterator[ClassRow]:
+        """Class by class, as Python ints (for the per-class consumers: usage, metrics)."""
+        columns = zip(self.octets.tolist(), self.packets.tolist(), self.drops.tolist(), self.overlimits.tolist(),
+                      self.timestamps_ns.tolist())
+        for (interface, class_name), values in zip(self.keys, columns):
+            yield ClassRow(interface, class_name, *values)
+
+
+class CounterFormatError(ValueError):
+    pass
+
+
+def decode_report(message: pb.Counters, keys: list[ClassKey]) -> CounterReport:
+    """`message`'s columns, which follow `keys` (its own, or those of its layout sent earlier)."""
+    columns = []
+    for name, dtype in (("bytes", "<u8"), ("packets", "<u8"), ("drops", "<u8"), ("overlimits", "<u8"),
+                        ("timestamp_ns", "<i8")):
+        raw = getattr(message, name)
+        if len(raw) != 8 * len(keys):
+            raise CounterFormatError(f"counters column {name} holds {len(raw)} bytes, not 8 for each of "
+                                     f"{len(keys)} classes of layout {message.layout}")
+        columns.append(np.frombuffer(raw, dtype=dtype).astype(dtype[1:]))
+    return CounterReport(message.boot_epoch, keys, *columns)

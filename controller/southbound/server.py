@@ -32,6 +32,7 @@ from controller.domain.principal import DOMAIN_MANAGER
 from controller.feedback.engine import FeedbackEngine, FeedbackSettings
 from controller.service.events import SLA_CLEARED, SLA_VIOLATION, Event
 from controller.service.layer import ServiceLayer
+from controller.southbound.counters import ClassKey, CounterFormatError, CounterReport, decode_report
 from controller.southbound.pki import peer_identity, server_credentials
 from controller.southbound.store import Members, SouthboundStore
 from controller.southbound.wire import config_message
@@ -65,6 +66,7 @@ class AgentSession:
     acked_version: int = 0                        # the newest version the agent applied without error
     members: Members = field(default_factory=dict)
     counters: dict[tuple[str, str], ClassSample] = field(default_factory=dict)
+    layout: tuple[int, list[ClassKey]] = (0, [])   # the class list the agent's counter columns follow
     last_seen: float = field(default_factory=time.time)
 
 
@@ -228,6 +230,22 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no router {hello.router_id!r} in the topology")
         return hello
 
+    @staticmethod
+    def _report(session: AgentSession, counters: pb.Counters) -> CounterReport | None:
+        """The report's columns with their class list; None (logged) if they cannot be read."""
+        if counters.keys:
+            session.layout = (counters.layout, [(k.interface, k.class_name) for k in counters.keys])
+        layout, keys = session.layout
+        if counters.layout != layout:
+            log.warning("%s: counters of layout %d, whose class list never came (have %d): ignored",
+                        session.router, counters.layout, layout)
+            return None
+        try:
+            return decode_report(counters, keys)
+        except CounterFormatError as error:
+            log.warning("%s: %s: ignored", session.router, error)
+            return None
+
     async def _read(self, session: AgentSession, request_iterator: AsyncIterator[pb.AgentMessage]) -> None:
         async for message in request_iterator:
             session.last_seen = time.time()
@@ -235,10 +253,14 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
             if kind == "apply_result":
                 await self._applied(session, message.apply_result)
             elif kind == "counters":
-                for c in message.counters.classes:
-                    session.counters[(c.interface, c.class_name)] = ClassSample(c.bytes, c.packets, c.drops, c.overlimits)
-                self.feedback.counters(session.router, message.counters)
-                await asyncio.to_thread(self.store.ingest, session.router, message.counters, session.members)
+                report = self._report(session, message.counters)
+                if report is None:
+                    continue
+                for c in report.rows():
+                    session.counters[(c.interface, c.class_name)] = ClassSample(c.octets, c.packets, c.drops,
+                                                                                c.overlimits)
+                self.feedback.counters(session.router, report)
+                await asyncio.to_thread(self.store.ingest, session.router, report, session.members)
             elif kind == "heartbeat":
                 await asyncio.to_thread(self.store.agent_seen, session.router)
                 session.outbox.put_nowait(pb.ControllerMessage(heartbeat=pb.Heartbeat(sent_at_ns=time.time_ns())))

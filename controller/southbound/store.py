@@ -13,7 +13,7 @@ from csmm_proto.configs import fingerprint
 from google.protobuf import json_format
 from sqlalchemy import delete, select
 
-from controller.southbound.counters import Delta, Sample, customer_leaf, delta
+from controller.southbound.counters import CounterReport, Delta, Sample, customer_leaf, delta
 from controller.store.database import Database
 from controller.store.schema import AgentRow, ClassUsageRow, CounterMarkRow, RouterConfigRow
 
@@ -137,7 +137,7 @@ class SouthboundStore:
 
     # ---------------------------------------------------------------------------------- counters
 
-    def ingest(self, router: str, counters: pb.Counters, members: Members) -> dict[tuple[str, str], Delta]:
+    def ingest(self, router: str, report: CounterReport, members: Members) -> dict[tuple[str, str], Delta]:
         """Turn one report into usage: returns the (SLA, class) deltas it added."""
         now = _now()
         added: dict[tuple[str, str], Delta] = {}
@@ -146,20 +146,20 @@ class SouthboundStore:
                      session.scalars(select(CounterMarkRow).where(CounterMarkRow.router == router))}
             known_router = bool(marks)
             reported = set()
-            for c in counters.classes:
+            for c in report.rows():
                 key = (c.interface, c.class_name)
                 reported.add(key)
-                sample = Sample(counters.boot_epoch, c.bytes, c.packets, c.drops)
+                sample = Sample(report.boot_epoch, c.octets, c.packets, c.drops)
                 mark = marks.get(key)
                 d = delta(None if mark is None else Sample(mark.boot_epoch, mark.octets, mark.packets, mark.drops),
                           sample, new_class=known_router)
                 if mark is None:
                     session.add(CounterMarkRow(router=router, interface=c.interface, class_name=c.class_name,
-                                               boot_epoch=sample.boot_epoch, octets=c.bytes, packets=c.packets,
+                                               boot_epoch=sample.boot_epoch, octets=c.octets, packets=c.packets,
                                                drops=c.drops, sampled_at=now))
                 else:
                     mark.boot_epoch, mark.octets, mark.packets, mark.drops, mark.sampled_at = (
-                        sample.boot_epoch, c.bytes, c.packets, c.drops, now)
+                        sample.boot_epoch, c.octets, c.packets, c.drops, now)
                 owner = customer_leaf(c.class_name, members.get(key, ()))
                 if d and owner is not None:
                     total = added.get(owner, Delta(0, 0, 0))

@@ -6,14 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.domain.catalog import load_catalog
 from controller.mapping import render_router_configs
+from controller.southbound.counters import ClassRow, CounterFormatError, decode_report
 from controller.southbound.wire import config_from_message, config_message
 from csmm_proto import agent_pb2 as pb
 from csmm_proto import configs
+from csmm_proto.counters import ClassCount, encode
 from tests.unit.test_mapping import TOPOLOGY, _random_network
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -41,8 +44,20 @@ def test_a_session_carries_hello_and_config() -> None:
     hello = pb.AgentMessage(hello=pb.Hello(router_id="edge1", agent_version="0.1.0", boot_epoch=1,
                                            capabilities=pb.KernelCapabilities(qdiscs=["htb"], nftables=True)))
     assert pb.AgentMessage.FromString(hello.SerializeToString()).WhichOneof("body") == "hello"
-    counters = pb.ClassCounters(interface="eth1", class_name="gold/acme-hq", bytes=2**64 - 1)
-    assert pb.ClassCounters.FromString(counters.SerializeToString()).bytes == 2**64 - 1  # 64-bit, no wrap at 2^32
+
+
+def test_counter_columns_carry_64_bit_values_and_the_class_list_once_per_layout() -> None:
+    classes = [ClassCount("eth1", "gold/acme-hq", 2**64 - 1, 2**32 + 5, 7, 0, 1_800_000_000_123_456_789),
+               ClassCount("eth1", "bronze/transit", 0, 1, 2**63, 9, -1)]
+    first = pb.Counters.FromString(encode(3, 1, classes, with_keys=True).SerializeToString())
+    keys = [(k.interface, k.class_name) for k in first.keys]
+    assert keys == [("eth1", "gold/acme-hq"), ("eth1", "bronze/transit")]
+    report = decode_report(first, keys)
+    assert list(report.rows()) == [ClassRow(*c) for c in classes]       # no wrap at 2^32, signed times
+    later = pb.Counters.FromString(encode(3, 1, classes, with_keys=False).SerializeToString())
+    assert not later.keys and decode_report(later, keys).octets.tolist() == [2**64 - 1, 0]
+    with pytest.raises(CounterFormatError, match="holds 16 bytes, not 8 for each of 3 classes of layout 1"):
+        decode_report(later, [*keys, ("eth2", "x")])
 
 
 @settings(max_examples=80, deadline=None)
