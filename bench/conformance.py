@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 import numpy as np
 from common import machine_note
 from csmm_proto import agent_pb2 as pb
+from csmm_proto.counters import ClassCount, encode
 
 from controller.domain.catalog import load_catalog
 from controller.domain.principal import Channel
@@ -33,6 +34,7 @@ from controller.domain.sla import Attachment, CustomerKind, LifecycleState, Sla,
 from controller.domain.sls import Sls
 from controller.feedback.conformance import Hop, Route, loss_bound_ppm
 from controller.feedback.engine import FeedbackEngine, FeedbackSettings, Plan
+from controller.southbound.counters import ClassKey, decode_report
 
 GOAL = 0.30          # of the interval
 WINDOW_S = 3.0
@@ -51,7 +53,10 @@ def network(routers: int, classes: int) -> Plan:
     egress = Hop("egress", (core_out,), (egress_out,))
     plan = Plan(loss_bounds={c.value: loss_bound_ppm(s.loss_ratio) for c, s in catalog.classes.items()})
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    for n, leaf in enumerate(edge_leaves):
+    # customers are named and listed without regard to their routers: the plan's order is not the reports'
+    order = np.random.default_rng(7).permutation(len(edge_leaves)).tolist()
+    for n in order:
+        leaf = edge_leaves[n]
         name = leaf[2].removeprefix("gold/")
         sla = Sla(n + 1, name, name, CustomerKind.CUSTOMER, terms, LifecycleState.OPERATIONAL, ("x",))
         plan.routes[name] = Route(name, "gold", 2_000_000, leaf, (core, egress))
@@ -61,22 +66,19 @@ def network(routers: int, classes: int) -> Plan:
     return plan
 
 
-def reports(routers: int, classes: int, second: int) -> list[tuple[str, pb.Counters]]:
-    """Every router's report at START + second: 100 packets/s of 1,000 bytes per customer."""
+def reports(routers: int, classes: int, second: int) -> list[tuple[str, bytes]]:
+    """Every router's report at START + second, serialized as the agent sends it: 100 packets/s
+    of 1,000 bytes per customer. The first report carries the class list, later ones only columns."""
     t_ns = int((START + second) * 1e9)
     out = []
     for r in range(routers):
-        message = pb.Counters(boot_epoch=1)
-        for i in range(classes):
-            message.classes.add(interface="eth1", class_name=f"gold/c{r}-{i}", bytes=100_000 * second,
-                                packets=100 * second, drops=0, timestamp_ns=t_ns)
-        out.append((f"edge{r}", message))
+        classes_now = [ClassCount("eth1", f"gold/c{r}-{i}", 100_000 * second, 100 * second, 0, 0, t_ns)
+                       for i in range(classes)]
+        out.append((f"edge{r}", encode(1, 1, classes_now, with_keys=second == 0).SerializeToString()))
     total = routers * classes * 100 * second
     for router, interface in (("core", "eth9"), ("egress", "eth2")):
-        message = pb.Counters(boot_epoch=1)
-        message.classes.add(interface=interface, class_name="gold/transit", bytes=total * 1000, packets=total,
-                            drops=0, timestamp_ns=t_ns)
-        out.append((router, message))
+        transit = [ClassCount(interface, "gold/transit", total * 1000, total, 0, 0, t_ns)]
+        out.append((router, encode(1, 1, transit, with_keys=second == 0).SerializeToString()))
     return out
 
 
@@ -86,16 +88,20 @@ def engine_run(routers: int, classes: int, intervals: int) -> tuple[list[float],
     engine.use_plan(network(routers, classes))
     ingest, evaluate = [], []
     judged = 0
+    layouts: dict[str, list[ClassKey]] = {}   # what the southbound keeps per session
     for second in range(intervals):
         batch = reports(routers, classes, second)
         start = time.process_time()
-        for router, message in batch:
-            engine.counters(router, message)
+        for router, wire in batch:
+            message = pb.Counters.FromString(wire)
+            if message.keys:
+                layouts[router] = [(k.interface, k.class_name) for k in message.keys]
+            engine.counters(router, decode_report(message, layouts[router]))
         ingest.append(time.process_time() - start)
         start = time.process_time()
         engine.evaluate(datetime.now(timezone.utc), records_wanted=False)   # rows are written every 5th round
         evaluate.append(time.process_time() - start)
-        judged = sum(1 for state in engine.states.values() if state.measured_at is not None)
+        judged = engine.measured()
     return ingest, evaluate, judged
 
 

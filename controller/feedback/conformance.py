@@ -1,4 +1,9 @@
-"""Conformance of the delivered service to each SLA: the maths, with no I/O.
+"""Conformance of the delivered service to each SLA: the maths, with no I/O, object by object.
+
+This is the readable statement of the rules. The controller's engine (feedback.engine, on the
+numpy grid of feedback.grid) applies the same rules to every SLA at once; tests feed both the
+same counter reports and require the same measurements and crossings. The availability part
+(Availability) is used by the engine as is, for one SLA's figures.
 
 **Counters in time.** Each router's agent reports cumulative per-class counters read at a kernel
 time. The southbound turns them into deltas that survive counter wraps, agent restarts and router
@@ -111,14 +116,11 @@ class Series:
                        a.drops + (b.drops - a.drops) * w)
 
     def span(self, start: float, end: float) -> Traffic | None:
-        """What the class carried over [start, end]; None if unknown (not reported, or a reset
-        within: the traffic between the sample before it and the reset went uncounted)."""
+        """What the class carried over [start, end]; None if unknown: not reported, or starting
+        before the class's latest reset (what it carried between the sample before a reset and
+        the reset went uncounted, so counts are never compared across one)."""
         first, last = self.at(start), self.at(end)
-        if first is None or last is None:
-            return None
-        i = bisect.bisect_left(self.times, start)
-        previous = self.times[i - 1] if i > 0 and self.times[i] > start else start
-        if any(previous < reset <= end for reset in self.resets):
+        if first is None or last is None or any(reset > start for reset in self.resets):
             return None
         return last - first
 

@@ -246,7 +246,8 @@ class FakeNodes:
         (path,) = self.fixture.glob(f"{index}-*-{side}.json")
         code = "import os, sys, time\n"
         if after is not None:
-            code += f"end = time.monotonic() + 30\nwhile not os.path.exists({str(after)!r}) and time.monotonic() < end:\n"
+            code += "end = time.monotonic() + 30\n"
+            code += f"while not os.path.exists({str(after)!r}) and time.monotonic() < end:\n"
             code += "    time.sleep(0.01)\n"
         return code + f"sys.stdout.write(open({str(path)!r}).read())\n"
 
