@@ -406,6 +406,15 @@ def _conformance(session, sla_id: int) -> dict[str, str]:  # type: ignore[no-unt
     return {etree.QName(child).localname: child.text or "" for child in node}
 
 
+def _tc_sent_bytes(gsb: Gsb, router: str, device: str, leaf: str) -> tuple[int, float]:
+    """(bytes sent, when read) of the HTB class of `leaf`, by `tc -s class show` on the router;
+    the classid is the one the router's agent recorded for the leaf (its state file)."""
+    applied = gsb.topology.parent / f"clab-{LAB}" / router / "state" / "applied.json"
+    minor = json.loads(applied.read_text())["minors"][device][leaf]
+    shown = gsb.node(router, "tc", "-s", "class", "show", "dev", device, "classid", f"1:{minor:x}")
+    return int(re.search(r"Sent (\d+) bytes", shown).group(1)), time.monotonic()   # type: ignore[union-attr]
+
+
 def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_and_clears(gsb: Gsb) -> None:
     from ncclient import manager
 
@@ -427,7 +436,7 @@ def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_a
         time.sleep(6)   # past the spans in which the flow started (and the next conformance row written)
         clean = _conformance(session, globex)
         assert clean["state"] == "conforming" and int(clean["loss"]) == 0 and clean["sls-class"] == "gold", clean
-        assert int(clean["throughput"]) <= 1.1e6, clean   # iperf3's 1 Mbit/s, counted on edge2
+        assert int(clean["throughput"]) <= 1.1e6, clean   # iperf3's 1 Mbit/s, counted on edge1
         for _ in range(3):  # NETCONF and the CLI read the same measurement (rows are rewritten every 5 s)
             shown = next(r for r in json.loads(gsb.controller.csmm("conformance", "--json").stdout)
                          if r["sla"] == "globex-main")["measured"]
@@ -436,6 +445,14 @@ def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_a
             clean = _conformance(session, globex)
         assert shown["at"] == clean["measured-at"], (shown, clean)
         assert (shown["throughput_bps"], shown["loss_ppm"]) == (int(clean["throughput"]), int(clean["loss"]))
+        # the throughput agrees with the kernel: globex's leaf on edge1, read by tc -s over 4 s
+        before, since_tc = _tc_sent_bytes(gsb, "edge1", "eth1", "gold/globex-main")
+        time.sleep(4)
+        after, until_tc = _tc_sent_bytes(gsb, "edge1", "eth1", "gold/globex-main")
+        by_tc = (after - before) * 8 / (until_tc - since_tc)
+        measured_now = int(_conformance(session, globex)["throughput"])
+        print(f"globex throughput: conformance {measured_now} bit/s, tc -s {by_tc:.0f} bit/s")
+        assert abs(measured_now - by_tc) <= 0.05 * by_tc, (measured_now, by_tc)
         wait_for("SNMP's csmConformanceTable to show the same measurement", lambda: _snmp_conformance(gsb, globex) == (
             int(_conformance(session, globex)["throughput"]) // 1000, int(_conformance(session, globex)["loss"])), 10)
         subprocess.run(["ip", "netns", "exec", f"clab-{LAB}-core", "nft", "-f", "-"], input=FAULT, text=True,
