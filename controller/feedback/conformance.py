@@ -210,23 +210,21 @@ def _steady(own: Series, start: float, end: float) -> bool:
 
 def hop_delivery(hop: Hop, series: Mapping[Leaf, Series], start: float, end: float) -> float | None:
     """The share of the class-k packets sent toward a router that it sent on (1.0 with no input)."""
-    sent_in = 0.0
-    for leaf in hop.inputs:
-        traffic = _span(series, leaf, start, end)
-        if traffic is None:
-            return None
-        sent_in += traffic.packets
-    if sent_in <= 0:
-        return 1.0
-    sent_on = 0.0
-    for leaf in hop.outputs:
-        traffic = _span(series, leaf, start, end)
-        if traffic is None:
-            return None
-        sent_on += traffic.packets
+    sent_in = _packets(series, hop.inputs, start, end)
+    if sent_in is None or sent_in <= 0:
+        return None if sent_in is None else 1.0
+    sent_on = _packets(series, hop.outputs, start, end)
+    if sent_on is None:
+        return None
     if sent_in - sent_on <= ALIGNMENT_PACKETS:
         return 1.0  # within what interpolating two routers' counters can misplace: no evidence of loss
     return sent_on / sent_in
+
+
+def _packets(series: Mapping[Leaf, Series], leaves: Sequence[Leaf], start: float, end: float) -> float | None:
+    """The packets `leaves` sent over [start, end] together; None if one is unknown."""
+    spans = [_span(series, leaf, start, end) for leaf in leaves]
+    return None if any(s is None for s in spans) else sum(s.packets for s in spans if s is not None)
 
 
 def _span(series: Mapping[Leaf, Series], leaf: Leaf, start: float, end: float) -> Traffic | None:

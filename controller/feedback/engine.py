@@ -34,12 +34,12 @@ import numpy as np
 
 from controller.domain.conformance import Conformance
 from controller.domain.principal import DOMAIN_MANAGER
-from controller.domain.sla import Sla
+from controller.domain.sla import Sla, SlaTerms
 from controller.domain.sls import Sls
 from controller.feedback.conformance import (ALIGNMENT_PACKETS, OFFER_TOLERANCE, PPM, STEADY_PACKETS,
                                              STEADY_TOLERANCE, Availability, Crossing, Leaf, Route, loss_bound_ppm,
                                              month_start, next_month, path_routers)
-from controller.feedback.grid import NEVER, OCTETS, OFFERED, PACKETS, CounterGrid, Groups
+from controller.feedback.grid import NEVER, OCTETS, OFFERED, PACKETS, CounterGrid, Extent, Groups
 from controller.feedback.routes import routes
 from controller.mapping.render import render_router_configs
 from controller.service import events as ev
@@ -205,7 +205,6 @@ class FeedbackEngine:
         self.state = SlaColumns.empty(0)
         self._replan = True
         self._moved = False
-        self._hop_ticks: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] = ((), ())
         self._started = time.monotonic()
         self._persisted = 0.0
         self._month: datetime | None = None
@@ -401,7 +400,7 @@ class FeedbackEngine:
             state.availability_violating[row] = over_budget[i]
             percent = self._availability(row).percent()
             found.append((row, self._crossing(row, "availability", bool(over_budget[i]), int(percent * 100),
-                                              int(Decimal(str(c.objective_percent[row])) * 100))))
+                                              int(self._terms(row).availability.objective_percent * 100))))
         for i in np.flatnonzero(too_long != state.outage_violating[rows]).tolist():
             row = int(rows[i])
             state.outage_violating[row] = too_long[i]
@@ -418,16 +417,23 @@ class FeedbackEngine:
         of it). In chunks of CHUNK SLAs: a chunk's temporaries stay in the CPU's cache, which
         makes the arithmetic twice as fast as on whole columns."""
         c = self._compiled
-        hop_end = self._hop_ends()
+        extents = (self.grid.extent(c.hop_inputs), self.grid.extent(c.hop_outputs))
+        hop_end = self._hop_ends(extents)
         hops_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # end tick -> each hop set's (known, delivered)
+
+        def hops(tick: int) -> tuple[np.ndarray, np.ndarray]:
+            if tick not in hops_at:
+                hops_at[tick] = self._hops(tick, extents)
+            return hops_at[tick]
+
         found = []
         for low in range(0, len(c.names), CHUNK):
             chunk = slice(low, min(low + CHUNK, len(c.names)))
-            found += [(low + i, crossing) for i, crossing in self._judge_chunk(chunk, rows[chunk], hop_end, hops_at)]
+            found += [(low + i, crossing) for i, crossing in self._judge_chunk(chunk, rows[chunk], hop_end, hops)]
         return found
 
     def _judge_chunk(self, chunk: slice, rows: np.ndarray, hop_end: np.ndarray,
-                     hops_at: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[tuple[int, Crossing]]:
+                     hops: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> list[tuple[int, Crossing]]:
         state, c, s = self.state, self._compiled, self.settings
         own, path = c.own[chunk], c.path_hops[chunk]
         end = np.minimum(self.grid.covered[own], hop_end[path])
@@ -450,10 +456,8 @@ class FeedbackEngine:
         if len(ticks):
             low, high = int(ticks.min()), int(ticks.max())
             for tick in [low] if low == high else np.unique(ticks).tolist():   # routers report within a tick or so
-                if tick not in hops_at:
-                    hops_at[tick] = self._hops(tick)
                 use = fresh if low == high else fresh & (end == tick)
-                judged |= self._measure(chunk, own, path, tick, use, hops_at[tick])
+                judged |= self._measure(chunk, own, path, tick, use, hops(tick))
         judged &= c.bounds_loss[chunk]
         run = state.loss_run[chunk]
         broken = missing | (fresh & ~judged)          # a gap breaks a run
@@ -476,15 +480,14 @@ class FeedbackEngine:
         return [(i, self._crossing(chunk.start + i, "loss", bool(violating[i]), int(value[i]), int(bound[i])))
                 for i in flipped.tolist()]
 
-    def _hop_ends(self) -> np.ndarray:
+    def _hop_ends(self, extents: tuple[Extent, Extent]) -> np.ndarray:
         """For each hop set, the newest tick every leaf of its hops has reached (NEVER if one has
-        none yet, or a hop has no leaf at all). Also takes each hop's ticks for `_hops`."""
-        c = self._compiled
-        self._hop_ticks = (self.grid.extent(c.hop_inputs), self.grid.extent(c.hop_outputs))
-        (in_low, _, _), (out_low, _, _) = self._hop_ticks
+        none yet, or a hop has no leaf at all), from the hops' (inputs, outputs) extents."""
+        (in_low, _, _), (out_low, _, _) = extents
         hop_end = np.minimum(in_low, out_low)
         hop_end[hop_end == np.iinfo(np.int64).max] = NEVER
-        return c.hop_sets.reduce(np.minimum, hop_end[c.hop_sets.flat], np.iinfo(np.int64).max)
+        sets = self._compiled.hop_sets
+        return sets.reduce(np.minimum, hop_end[sets.flat], np.iinfo(np.int64).max)
 
     def _measure(self, chunk: slice, own: np.ndarray, path: np.ndarray, end: int, use: np.ndarray,
                  hops: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -518,7 +521,7 @@ class FeedbackEngine:
         np.copyto(state.loss_ppm[chunk], loss, where=ok)
         return ok & within & steady
 
-    def _hops(self, end: int) -> tuple[np.ndarray, np.ndarray]:
+    def _hops(self, end: int, extents: tuple[Extent, Extent]) -> tuple[np.ndarray, np.ndarray]:
         """Every hop set over [end - window, end]: whether it is known, and the share of the
         class-k packets that its hops passed on (the product over its hops of what each router
         sent on of what was sent toward it; what interpolating two routers' counters can
@@ -526,13 +529,13 @@ class FeedbackEngine:
         c, grid = self._compiled, self.grid
         start = end - self.window_ticks
 
-        def sums(groups: Groups, ticks: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        def sums(groups: Groups, ticks: Extent) -> tuple[np.ndarray, np.ndarray]:
             lowest, highest, valid_from = ticks   # every leaf known: the same test as `known`, on extremes
             known = (valid_from <= start) & (end <= lowest) & (start > highest - grid.slots)
             return known, groups.reduce(np.add, grid.span(PACKETS, groups.flat, start, end), 0.0)
 
-        inputs_ok, sent_in = sums(c.hop_inputs, self._hop_ticks[0])
-        outputs_ok, sent_on = sums(c.hop_outputs, self._hop_ticks[1])
+        inputs_ok, sent_in = sums(c.hop_inputs, extents[0])
+        outputs_ok, sent_on = sums(c.hop_outputs, extents[1])
         ok = inputs_ok & ((sent_in <= 0) | outputs_ok)
         lossless = (sent_in <= 0) | (sent_in - sent_on <= ALIGNMENT_PACKETS)
         delivered = np.where(lossless, 1.0, sent_on / np.where(lossless, 1.0, sent_in))
@@ -540,6 +543,9 @@ class FeedbackEngine:
                 c.hop_sets.reduce(np.multiply, delivered[c.hop_sets.flat], 1.0))
 
     # ------------------------------------------------------------------ what leaves the engine
+
+    def _terms(self, row: int) -> SlaTerms:
+        return self._plan.slas[self._compiled.names[row]][0].terms
 
     def _crossing(self, row: int, metric: str, raised: bool, measured: int, bound: int) -> Crossing:
         name = self._compiled.names[row]

@@ -36,6 +36,7 @@ NEVER = -1   # `covered` of a class with no tick yet
 NO_COLUMNS = np.zeros(0, dtype=np.int64)
 
 Counts = tuple[np.ndarray, np.ndarray, np.ndarray]   # the agent's octets, packets, drops: one array each
+Extent = tuple[np.ndarray, np.ndarray, np.ndarray]   # per group: lowest and highest covered tick, latest reset
 
 
 Columns = slice | np.ndarray   # a report's classes: one contiguous range (see `place`); or any columns
@@ -226,7 +227,7 @@ class CounterGrid:
         covered = self.covered[columns]
         return (self.valid_from[columns] <= start) & (end <= covered) & (start > covered - self.slots)
 
-    def extent(self, groups: Groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def extent(self, groups: Groups) -> Extent:
         """Per group of columns: its lowest and highest `covered` tick and its highest
         `valid_from` (an empty group: lowest is the int64 maximum)."""
         big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
