@@ -51,6 +51,9 @@ class Reconciler:
         self.managed: set[str] = set()
         self._plan: KernelPlan | None = None
         self._believed: Believed | None = None
+        # Held for every use of the kernel: applies, drift repair and counter reads share one
+        # netlink socket, and two threads reading it at once take each other's replies (one then
+        # waits for ever).
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------------------------- the config
@@ -108,17 +111,16 @@ class Reconciler:
     # ----------------------------------------------------------------------------------- counters
 
     def counters(self) -> list[ClassCount]:
+        read = []
         with self._lock:
             names = class_names(self.minors)
-            devices = list(self._plan.htb()) if self._plan else []
+            for device in list(self._plan.htb()) if self._plan else []:
+                try:
+                    read.append((device, self.kernel.class_stats(device), time.time_ns()))
+                except NetlinkError as error:
+                    log.warning("counters of %s: %s", device, error)
         out = []
-        for device in devices:
-            try:
-                stats = self.kernel.class_stats(device)
-            except NetlinkError as error:
-                log.warning("counters of %s: %s", device, error)
-                continue
-            now = time.time_ns()
+        for device, stats, now in read:
             for minor, s in sorted(stats.items()):
                 name = names.get(device, {}).get(minor)
                 if name is not None:
