@@ -65,11 +65,41 @@ class ClassBounds(_Value):
         return self
 
 
+class PriceTier(_Value):
+    """One step of a graduated price: the hours beyond the included ones, up to `up_to_hours` of
+    them in all (None: every further hour), cost `price_per_hour` each."""
+
+    up_to_hours: Decimal | None = None
+    price_per_hour: Money
+
+
 class ClassTariff(_Value):
-    """Hours per month included in the monthly fee (None: unlimited) and the price of each further hour."""
+    """Hours per month included in the monthly fee (None: unlimited) and the price of each further
+    hour: one price (`price_per_hour`), or graduated (`tiers`, cheaper as more hours are used)."""
 
     included_hours: Decimal | None = None
     price_per_hour: Money = Decimal("0.00")
+    tiers: tuple[PriceTier, ...] = ()
+
+    @field_validator("tiers")
+    @classmethod
+    def _ascending(cls, tiers: tuple[PriceTier, ...]) -> tuple[PriceTier, ...]:
+        ends = [tier.up_to_hours for tier in tiers]
+        if any(end is None for end in ends[:-1]):
+            raise ValueError("only the last tier may be open-ended (no up_to_hours)")
+        bounded = [end for end in ends if end is not None]
+        if any(end <= 0 for end in bounded) or bounded != sorted(set(bounded)):
+            raise ValueError("tiers' up_to_hours must be positive and ascending")
+        return tiers
+
+    def price_steps(self) -> tuple[PriceTier, ...]:
+        """The graduated steps in force: the tiers, or one open step at `price_per_hour`; an hour
+        past a bounded last tier costs the last tier's price."""
+        if not self.tiers:
+            return (PriceTier(price_per_hour=self.price_per_hour),)
+        if self.tiers[-1].up_to_hours is not None:
+            return (*self.tiers, PriceTier(price_per_hour=self.tiers[-1].price_per_hour))
+        return self.tiers
 
     @field_validator("included_hours", mode="before")
     @classmethod
@@ -127,9 +157,17 @@ class Offering(_Value):
         return self
 
 
+class Taxation(_Value):
+    """The tax added to every invoice (a rate of 0: none)."""
+
+    name: str = "VAT"
+    rate_percent: Decimal = Field(default=Decimal("0"), ge=0, le=100)
+
+
 class Catalog(_Value):
     service: str
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+    tax: Taxation = Taxation()
     classes: dict[ServiceClassName, ServiceClass]
     offerings: dict[str, Offering]
 

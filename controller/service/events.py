@@ -30,6 +30,17 @@ TOPOLOGY_CHANGED = "topology.changed"
 # and month (ISO 8601, the calendar month it is for): the credit is recorded once per SLA and month.
 SLA_VIOLATION = "sla.violation"
 SLA_CLEARED = "sla.cleared"
+# The accounting part (controller.accounting) emits these. month.closed: the month's invoices are
+# issued (payload: month "2026-11", invoices: how many). invoice.corrected: a credit or debit note
+# was issued (invoice, note, amount). offering.added / offering.altered / offering.deleted: the
+# catalog the controller started with differs from the one it last saw (offering: its name).
+# notification.sent: an accounting policy told a customer something (customer, sla, text, policy).
+MONTH_CLOSED = "month.closed"
+INVOICE_CORRECTED = "invoice.corrected"
+OFFERING_ADDED = "offering.added"
+OFFERING_ALTERED = "offering.altered"
+OFFERING_DELETED = "offering.deleted"
+NOTIFICATION_SENT = "notification.sent"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -309,7 +310,103 @@ class PenaltyCreditRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+# ------------------------------------------------------------------------------------- accounting
+
+class UsageRecordRow(Base):
+    """Volume carried by one SLA in one class over [flow_start_ms, flow_end_ms), with IPFIX's
+    information elements. The controller's meter keeps one record per SLA, class and hour (adding
+    to it while the hour runs); records imported from another meter keep their own intervals. The
+    unique key makes a record replayed twice count once."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (UniqueConstraint("source", "sla_id", "dscp", "flow_start_ms", "flow_end_ms",
+                                       name="uq_usage_record"),
+                      Index("ix_usage_records_sla_start", "sla_id", "flow_start_ms"))
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))       # "meter" (the controller's), or the importing exporter
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"))
+    service_class: Mapped[str] = mapped_column(String(16))
+    dscp: Mapped[int] = mapped_column(Integer)            # ipDiffServCodePoint
+    flow_start_ms: Mapped[int] = mapped_column(BigInteger)  # flowStartMilliseconds
+    flow_end_ms: Mapped[int] = mapped_column(BigInteger)    # flowEndMilliseconds
+    octets: Mapped[int] = mapped_column(BigInteger)       # octetDeltaCount
+    packets: Mapped[int] = mapped_column(BigInteger)      # packetDeltaCount
+    dropped_packets: Mapped[int] = mapped_column(BigInteger, default=0)  # droppedPacketDeltaCount
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChargeRow(Base):
+    """A charge (or, negative, a credit) made by an accounting policy; once per policy and event."""
+
+    __tablename__ = "charges"
+    __table_args__ = (UniqueConstraint("policy", "event_key", name="uq_charge_policy_event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sla_id: Mapped[int] = mapped_column(ForeignKey("slas.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(String(300))
+    policy: Mapped[str] = mapped_column(String(100))
+    event_key: Mapped[str] = mapped_column(String(100))   # the event id, or what the metering run was about
+
+
+class NotificationRow(Base):
+    """A message to a customer from an accounting policy (shown in the portal and `csmm notifications`)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("policy", "event_key", name="uq_notification_policy_event"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    sla_id: Mapped[int | None] = mapped_column(ForeignKey("slas.id"), nullable=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    text: Mapped[str] = mapped_column(String(500))
+    policy: Mapped[str] = mapped_column(String(100))
+    event_key: Mapped[str] = mapped_column(String(100))
+
+
+class InvoiceRow(Base):
+    """An issued invoice (seq 0) or a credit/debit note correcting it (seq 1, 2, ...). Never updated:
+    `digest` is the SHA-256 of the document as issued."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("customer_id", "month", "seq", name="uq_invoice_customer_month_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    month: Mapped[str] = mapped_column(String(7))
+    seq: Mapped[int] = mapped_column(Integer)
+    refers_to: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    currency: Mapped[str] = mapped_column(String(3))
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    document: Mapped[str] = mapped_column(Text)            # canonical JSON
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+class AccountingPolicyRow(Base):
+    """An accounting policy or meta-policy, in the seed's language, as written."""
+
+    __tablename__ = "accounting_policies"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))          # policy, meta-policy
+    text: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    origin: Mapped[str] = mapped_column(String(200))       # who or what created it
+    position: Mapped[int] = mapped_column(Integer)         # evaluation order
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AccountingMarkRow(Base):
+    """Small durable state of the accounting part: the last event its policies handled, the
+    offerings it has seen (so it can tell added from altered ones)."""
+
+    __tablename__ = "accounting_marks"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
            "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
            "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "NetconfUserRow", "ConformanceRow", "PenaltyCreditRow",
+           "UsageRecordRow", "ChargeRow", "NotificationRow", "InvoiceRow", "AccountingPolicyRow", "AccountingMarkRow",
            "UtcDateTime"]

@@ -1,0 +1,195 @@
+"""Charging: one SLA's month priced by its tariff, as invoice line items (pure; no I/O).
+
+The rules, in the order the lines come:
+- the monthly fee, prorated by the billable share of the month when the SLA starts or ends in it;
+- per class, the hours used: those included in the fee (the included hours are prorated the same
+  way), then each graduated price step of the hours beyond;
+- a fee per SLS change (fixed by the change policy when the change was made);
+- charges made by accounting policies;
+- penalty credits for availability breaches (negative);
+- the volume carried per class, from the usage records (information; the GSB tariffs price time).
+
+Money is Decimal, rounded to the cent once per line (half up); never float. Every line has a
+`key` that stays the same when the month is recomputed, so a correction can be computed line by
+line, and `sources` naming the SLS versions, records or events behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from controller.accounting.metering import ClassSegment, Span, format_hours, hours, iso, ms_per_class
+from controller.domain.catalog import ClassTariff, ServiceClassName, Tariff
+
+CENT = Decimal("0.01")
+
+
+def cents(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class LineItem:
+    key: str                     # stable across recomputation: "acme-hq/hours/gold/2"
+    sla: str
+    kind: str                    # monthly-fee, included-hours, additional-hours, change-fee, policy-charge,
+                                 # penalty-credit, volume, correction
+    description: str
+    quantity: Decimal
+    unit: str                    # month, h, change, octets, ""
+    unit_price: Decimal | None
+    amount: Decimal
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChangeFee:
+    version: int
+    at: datetime
+    service_class: ServiceClassName
+    bandwidth_bps: int
+    principal: str
+    channel: str
+    fee: Decimal
+
+
+@dataclass(frozen=True)
+class PolicyCharge:
+    id: int
+    at: datetime
+    amount: Decimal
+    text: str
+    policy: str
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class PenaltyCredit:
+    amount: Decimal
+    reason: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    octets: int = 0
+    packets: int = 0
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class SlaMonth:
+    """Everything one SLA's month is charged from."""
+
+    sla: str
+    offering: str
+    tariff: Tariff
+    month: Span
+    billable: Span | None
+    segments: tuple[ClassSegment, ...] = ()
+    change_fees: tuple[ChangeFee, ...] = ()
+    policy_charges: tuple[PolicyCharge, ...] = ()
+    penalties: tuple[PenaltyCredit, ...] = ()
+    volumes: dict[ServiceClassName, Volume] = field(default_factory=dict)
+
+
+def charge_month(m: SlaMonth) -> list[LineItem]:
+    """The line items of one SLA for one month (or month to date)."""
+    lines: list[LineItem] = []
+    if m.billable is not None:
+        lines.append(_monthly_fee(m))
+        used = ms_per_class(m.segments)
+        for service_class, tariff in m.tariff.classes.items():
+            if used.get(service_class):
+                segments = [s for s in m.segments if s.service_class == service_class]
+                lines.extend(_hours_lines(m, service_class, tariff, hours(used[service_class]), segments))
+    lines.extend(_change_fee_lines(m))
+    lines.extend(_policy_charge_lines(m))
+    lines.extend(_penalty_lines(m))
+    lines.extend(_volume_lines(m))
+    return lines
+
+
+def share_of_month(m: SlaMonth) -> Decimal:
+    """The billable fraction of the calendar month, exactly 1 for a whole month."""
+    if m.billable is None:
+        return Decimal(0)
+    return Decimal(m.billable.ms) / Decimal(m.month.ms)
+
+
+def _monthly_fee(m: SlaMonth) -> LineItem:
+    assert m.billable is not None
+    share = share_of_month(m)
+    whole = m.billable == m.month
+    description = f"Monthly fee, {m.offering}"
+    if not whole:
+        description += f", prorated {iso(m.billable.start)} to {iso(m.billable.end)}"
+    return LineItem(f"{m.sla}/monthly-fee", m.sla, "monthly-fee", description,
+                    Decimal(1) if whole else share.quantize(Decimal("0.000001")), "month", m.tariff.monthly_fee,
+                    cents(m.tariff.monthly_fee * share))
+
+
+def included_hours(tariff: ClassTariff, share: Decimal) -> Decimal | None:
+    """The hours included this month (None: unlimited), prorated by the billable share."""
+    if tariff.included_hours is None:
+        return None
+    return (tariff.included_hours * share).quantize(Decimal("0.000000001"))
+
+
+def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTariff, used: Decimal,
+                 segments: list[ClassSegment]) -> list[LineItem]:
+    sources = tuple(segment.describe() for segment in segments)
+    allowance = included_hours(tariff, share_of_month(m))
+    name = service_class.value
+    if allowance is None:
+        return [LineItem(f"{m.sla}/hours/{name}", m.sla, "included-hours", f"{name.title()}: {format_hours(used)} h, "
+                         "unlimited hours included", used, "h", None, Decimal("0.00"), sources)]
+    lines = []
+    covered = min(used, allowance)
+    if covered:
+        lines.append(LineItem(f"{m.sla}/hours/{name}/included", m.sla, "included-hours",
+                              f"{name.title()}: {format_hours(covered)} h of {format_hours(allowance)} h included",
+                              covered, "h", None, Decimal("0.00"), sources))
+    beyond, counted = used - covered, Decimal(0)
+    for step, tier in enumerate(tariff.price_steps(), start=1):
+        if beyond <= 0:
+            break
+        width = beyond if tier.up_to_hours is None else min(beyond, tier.up_to_hours - counted)
+        if width <= 0:
+            continue
+        lines.append(LineItem(f"{m.sla}/hours/{name}/{step}", m.sla, "additional-hours",
+                              f"{name.title()}: {format_hours(width)} h beyond the included hours "
+                              f"at {tier.price_per_hour}/h", width, "h", tier.price_per_hour,
+                              cents(width * tier.price_per_hour), sources))
+        beyond -= width
+        counted += width
+    return lines
+
+
+def _change_fee_lines(m: SlaMonth) -> list[LineItem]:
+    return [LineItem(f"{m.sla}/change/{c.version}", m.sla, "change-fee",
+                     f"SLS change to {c.service_class.value} (version {c.version}) at {iso(c.at)} "
+                     f"by {c.principal} via {c.channel}", Decimal(1), "change", c.fee, cents(c.fee),
+                     (f"{m.sla} v{c.version}",))
+            for c in m.change_fees if c.fee]
+
+
+def _policy_charge_lines(m: SlaMonth) -> list[LineItem]:
+    return [LineItem(f"{m.sla}/charge/{c.id}", m.sla, "policy-charge", c.text, Decimal(1), "", c.amount,
+                     cents(c.amount), (f"policy {c.policy}" + (f", event {c.event_id}" if c.event_id else "")
+                                       + f" at {iso(c.at)}",))
+            for c in m.policy_charges]
+
+
+def _penalty_lines(m: SlaMonth) -> list[LineItem]:
+    return [LineItem(f"{m.sla}/penalty/{i}", m.sla, "penalty-credit", f"Penalty credit: {p.reason}", Decimal(1), "",
+                     -p.amount, -cents(p.amount), ())
+            for i, p in enumerate(m.penalties, start=1)]
+
+
+def _volume_lines(m: SlaMonth) -> list[LineItem]:
+    return [LineItem(f"{m.sla}/volume/{service_class.value}", m.sla, "volume",
+                     f"{service_class.value.title()} traffic: {v.octets:,} octets, {v.packets:,} packets "
+                     f"({v.records} usage records)", Decimal(v.octets), "octets", None, Decimal("0.00"), ())
+            for service_class, v in sorted(m.volumes.items()) if v.octets or v.packets]

@@ -1,0 +1,153 @@
+"""Metering: the exact time an SLA spent in each class, from its append-only SLS history.
+
+An SLS version is in effect from its `effective_from` until the next version's. Only the time the
+SLA is billable counts: from the moment it became operational (and no earlier than its validity)
+until it was deinstalled or its validity ended. Times are whole milliseconds, as IPFIX writes them
+(flowStartMilliseconds), so sums are exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from controller.domain.catalog import ServiceClassName
+from controller.domain.errors import InvalidValue
+from controller.domain.sls import SlsHistoryEntry
+from controller.domain.units import format_bandwidth
+
+UTC = timezone.utc
+MS_PER_HOUR = 3_600_000
+HOURS = Decimal("0.000000001")   # hours are kept to the nanohour: a millisecond is 0.000000278 h
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open interval of time [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def ms(self) -> int:
+        return milliseconds(self.end - self.start)
+
+    def clip(self, other: "Span") -> "Span | None":
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return Span(start, end) if end > start else None
+
+
+@dataclass(frozen=True)
+class ClassSegment:
+    """A stretch of time one SLS version was in effect and billable: what an hours line is made of."""
+
+    sla: str
+    version: int
+    service_class: ServiceClassName
+    bandwidth_bps: int
+    span: Span
+    principal: str
+    channel: str
+
+    @property
+    def ms(self) -> int:
+        return self.span.ms
+
+    def describe(self) -> str:
+        """The SLS change behind this time, as an invoice names it."""
+        return (f"{self.sla} v{self.version} {self.service_class.value} {format_bandwidth(self.bandwidth_bps)} "
+                f"{iso(self.span.start)} to {iso(self.span.end)} ({format_hours(hours(self.ms))} h), "
+                f"set by {self.principal} via {self.channel}")
+
+
+def milliseconds(delta: timedelta) -> int:
+    return (delta.days * 86_400_000) + (delta.seconds * 1000) + (delta.microseconds // 1000)
+
+
+def hours(ms: int) -> Decimal:
+    return (Decimal(ms) / MS_PER_HOUR).quantize(HOURS)
+
+
+def format_hours(value: Decimal) -> str:
+    """"14", "2.5", "0.333333333": no trailing zeros."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------------------------------------------------ months
+
+def parse_month(text: str) -> Span:
+    """"2026-11" -> [2026-11-01T00:00Z, 2026-12-01T00:00Z)."""
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+    except ValueError:
+        raise InvalidValue(f"month must look like 2026-11, not {text!r}", field="month", value=text) from None
+    return Span(start, next_month(start))
+
+
+def month_of(moment: datetime) -> Span:
+    start = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return Span(start, next_month(start))
+
+
+def month_name(span: Span) -> str:
+    return f"{span.start.year:04d}-{span.start.month:02d}"
+
+
+def next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+
+
+def months_in(span: Span) -> list[Span]:
+    """The calendar months [span) touches, each clipped to it."""
+    out, cursor = [], month_of(span.start)
+    while cursor.start < span.end:
+        clipped = cursor.clip(span)
+        if clipped is not None:
+            out.append(clipped)
+        cursor = Span(cursor.end, next_month(cursor.end))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ billable time
+
+def billable_span(period: Span, valid_from: datetime, valid_until: datetime | None,
+                  operational_at: datetime | None, deinstalled_at: datetime | None,
+                  until: datetime | None = None) -> Span | None:
+    """The part of `period` an SLA is charged for: operational, within its validity, and (for a
+    month still running) not later than `until`."""
+    if operational_at is None:
+        return None
+    start = max(period.start, valid_from, operational_at)
+    ends = [period.end] + [t for t in (valid_until, deinstalled_at, until) if t is not None]
+    end = min(ends)
+    return Span(start, end) if end > start else None
+
+
+def class_segments(sla: str, history: Sequence[SlsHistoryEntry], span: Span | None) -> list[ClassSegment]:
+    """Each SLS version's billable time within `span`, in version order."""
+    if span is None:
+        return []
+    ordered = sorted(history, key=lambda entry: entry.version)
+    segments = []
+    for entry, following in zip(ordered, [*ordered[1:], None]):
+        in_effect = Span(entry.effective_from, following.effective_from if following is not None else span.end)
+        billable = in_effect.clip(span)
+        if billable is not None:
+            segments.append(ClassSegment(sla, entry.version, entry.service_class, entry.bandwidth_bps, billable,
+                                         entry.principal, entry.channel.value))
+    return segments
+
+
+def ms_per_class(segments: Iterable[ClassSegment]) -> dict[ServiceClassName, int]:
+    totals = {name: 0 for name in ServiceClassName}
+    for segment in segments:
+        totals[segment.service_class] += segment.ms
+    return totals

@@ -1,0 +1,520 @@
+"""The accounting part of the service layer: metering, charging, billing and reporting.
+
+It reads the SLA and SLS databases (the SLS history is what time is charged from), the usage
+records, policy charges and penalty credits, and keeps invoices. Authorization is the service
+layer's rule: a customer (or peer) sees only its own records; another customer's invoice answers
+exactly like a missing one.
+
+Every month is computed from the data "as of" a moment: an invoice is issued as of its issue time,
+and verification recomputes it as of that same moment (it must match byte for byte) and as of
+now (any difference is a late correction, issued as a credit or debit note).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from controller.accounting import invoice as documents
+from controller.accounting.charging import (ChangeFee, PenaltyCredit, PolicyCharge, SlaMonth, Volume, charge_month,
+                                            included_hours, share_of_month)
+from controller.accounting.invoice import Invoice
+from controller.accounting.metering import (UTC, Span, billable_span, class_segments, hours, milliseconds,
+                                            month_name, month_of, ms_per_class, parse_month)
+from controller.accounting.usage import ImportResult, UsageRecord, import_records, parse_record
+from controller.domain.catalog import ServiceClassName, Tariff
+from controller.domain.checks import require_domain_manager
+from controller.domain.errors import Conflict, InvalidValue, NotFound
+from controller.domain.principal import Channel, Principal, Role
+from controller.domain.sla import CustomerKind, LifecycleState
+from controller.domain.sls import SlsHistoryEntry
+from controller.domain.units import from_cents, to_cents
+from controller.service import events as ev
+from controller.service.layer import ServiceLayer
+from controller.store.records import json_as_text
+from controller.store.schema import (ChargeRow, CustomerRow, InvoiceRow, NotificationRow, PenaltyCreditRow, SlaRow,
+                                     SlaStateChangeRow, SlsHistoryRow, UsageRecordRow)
+
+log = logging.getLogger(__name__)
+
+_PREFIX = {documents.INVOICE: "INV", documents.CREDIT_NOTE: "CN", documents.DEBIT_NOTE: "DN"}
+
+
+@dataclass(frozen=True)
+class Verification:
+    number: str
+    digest_ok: bool                 # the stored document is the one issued
+    as_issued: list[str]            # differences recomputing as of the issue time (must be empty)
+    since: list[str]                # differences recomputing now, net of notes (a correction is due)
+    notes: list[str]                # numbers of the notes already issued
+
+    @property
+    def ok(self) -> bool:
+        return self.digest_ok and not self.as_issued
+
+
+@dataclass(frozen=True)
+class ClassUsage:
+    sla: str
+    service_class: str
+    hours: Decimal
+    included_hours: Decimal | None
+    octets: int
+    packets: int
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    customer: str
+    sla: str | None
+    at: datetime
+    text: str
+    policy: str
+
+
+@dataclass
+class _Customer:
+    id: int
+    name: str
+    display_name: str
+    slas: list[SlaMonth]
+
+
+class Accounting:
+    def __init__(self, service: ServiceLayer) -> None:
+        self.service = service
+        self.database = service.database
+        self.catalog = service.catalog
+        self.dscp = {name.value: cls.dscp for name, cls in service.catalog.classes.items()}
+
+    # ------------------------------------------------------------------ invoices
+
+    def statement(self, principal: Principal, customer: str, now: datetime | None = None) -> Invoice:
+        """Hot billing: the month to date, computed now, not stored."""
+        now = now or self.service.clock()
+        month = month_of(now)
+        with self.database.read() as session:
+            row = self._customer(session, principal, customer)
+            loaded = self._load(session, month, now, until=now, customer_ids=[row.id])
+        return self._document(loaded[row.id], month, documents.STATEMENT, "", now) if row.id in loaded else \
+            self._empty(row, month, now)
+
+    def compute(self, principal: Principal, customer: str, month_text: str, as_of: datetime | None = None) -> Invoice:
+        """The month's invoice as it would be issued now (or as of `as_of`), not stored."""
+        month = parse_month(month_text)
+        as_of = as_of or self.service.clock()
+        with self.database.read() as session:
+            row = self._customer(session, principal, customer)
+            loaded = self._load(session, month, as_of, customer_ids=[row.id])
+        return self._document(loaded[row.id], month, documents.INVOICE, "", as_of) if row.id in loaded else \
+            self._empty(row, month, as_of)
+
+    def issue_month(self, principal: Principal, month_text: str) -> list[Invoice]:
+        """Issue the month's invoice of every customer with a billable SLA that has none yet, then
+        announce month.closed. Refused while the month is still running."""
+        require_domain_manager(principal, "issue invoices")
+        month = parse_month(month_text)
+        with self.service.transaction(principal) as tx:
+            if tx.now < month.end:
+                raise Conflict(f"month {month_text} has not ended (it ends {month.end.isoformat()}); "
+                               "use a statement for the month to date", field="month", value=month_text)
+            self._lock_invoices(tx.session)
+            done = set(tx.session.scalars(select(InvoiceRow.customer_id).where(InvoiceRow.month == month_text,
+                                                                               InvoiceRow.seq == 0)))
+            loaded = self._load(tx.session, month, tx.now)
+            wanted = [c for cid, c in sorted(loaded.items()) if cid not in done and _billed(c)]
+            issued = self._store(tx.session, [self._document(c, month, documents.INVOICE, "", tx.now)
+                                              for c in wanted], [c.id for c in wanted], month_text,
+                                 [0] * len(wanted), None)
+            tx.emit(ev.MONTH_CLOSED, "accounting", month=month_text, invoices=len(issued))
+        log.info("issued %d invoices for %s", len(issued), month_text)
+        return issued
+
+    def invoices(self, principal: Principal, customer: str | None = None, month: str | None = None) -> list[Invoice]:
+        query = self._visible_invoices(principal).order_by(InvoiceRow.id)
+        if customer is not None:
+            query = query.where(CustomerRow.name == customer)
+        if month is not None:
+            query = query.where(InvoiceRow.month == month)
+        with self.database.read() as session:
+            return [documents.from_document(_json(doc)) for doc in session.scalars(query)]
+
+    def invoice(self, principal: Principal, number: str) -> Invoice:
+        with self.database.read() as session:
+            doc = session.scalar(self._visible_invoices(principal).where(InvoiceRow.number == number))
+        if doc is None:
+            raise NotFound(f"invoice {number!r} does not exist", field="invoice", value=number)
+        return documents.from_document(_json(doc))
+
+    def verify(self, principal: Principal, number: str) -> Verification:
+        """Recompute an issued invoice: as of its issue time it must equal what was issued."""
+        issued = self.invoice(principal, number)
+        if issued.kind != documents.INVOICE:
+            raise InvalidValue(f"{number} is a {issued.kind}; verify the invoice it corrects ({issued.refers_to})",
+                               field="invoice", value=number)
+        with self.database.read() as session:
+            row = session.scalar(select(InvoiceRow).where(InvoiceRow.number == number))
+            assert row is not None
+            digest_ok = documents.digest(_json(row.document)) == row.digest
+            notes = [documents.from_document(_json(d)) for d in session.scalars(
+                select(InvoiceRow.document).where(InvoiceRow.refers_to == number).order_by(InvoiceRow.seq))]
+        again = self.compute(principal, issued.customer, issued.month, as_of=issued.issued_at)
+        again = _renumbered(again, issued)
+        now = self.compute(principal, issued.customer, issued.month)
+        pending = documents.correction_lines([issued, *notes], now)
+        return Verification(number, digest_ok, documents.differences(issued, again),
+                            [f"{line.key}: {line.amount:+} {issued.currency}" for line in pending],
+                            [n.number for n in notes])
+
+    def correct(self, principal: Principal, number: str) -> Invoice | None:
+        """Issue a credit or debit note for what changed since the invoice (None: nothing did)."""
+        require_domain_manager(principal, "issue credit and debit notes")
+        issued = self.invoice(principal, number)
+        with self.service.transaction(principal) as tx:
+            self._lock_invoices(tx.session)
+            notes = [documents.from_document(_json(d)) for d in tx.session.scalars(
+                select(InvoiceRow.document).where(InvoiceRow.refers_to == number).order_by(InvoiceRow.seq))]
+            customer = tx.session.scalar(select(CustomerRow).where(CustomerRow.name == issued.customer))
+            assert customer is not None
+            month = parse_month(issued.month)
+            loaded = self._load(tx.session, month, tx.now, customer_ids=[customer.id])
+            now = self._document(loaded[customer.id], month, documents.INVOICE, "", tx.now) if customer.id in loaded \
+                else self._empty(customer, month, tx.now)
+            lines = documents.correction_lines([issued, *notes], now)
+            if not lines:
+                return None
+            note = Invoice("", documents.note_kind(lines), issued.customer, issued.customer_name, issued.month,
+                           issued.period_start, issued.period_end, tx.now, issued.currency, issued.tax_name,
+                           issued.tax_percent, lines, refers_to=number)
+            [stored] = self._store(tx.session, [note], [customer.id], issued.month, [len(notes) + 1], number)
+            tx.emit(ev.INVOICE_CORRECTED, f"customer:{issued.customer}", invoice=number, note=stored.number,
+                    amount=str(stored.total))
+            return stored
+
+    # ------------------------------------------------------------------ usage and reports
+
+    def import_usage(self, principal: Principal, data: Sequence[dict[str, Any]], where: str = "record") -> ImportResult:
+        require_domain_manager(principal, "import usage records")
+        records = [parse_record(item, self.dscp, f"{where} {i}") for i, item in enumerate(data, start=1)]
+        with self.service.transaction(principal) as tx:
+            return import_records(tx.session, records, tx.now)
+
+    def usage_records(self, principal: Principal, customer: str, month_text: str) -> list[UsageRecord]:
+        month = parse_month(month_text)
+        with self.database.read() as session:
+            row = self._customer(session, principal, customer)
+            table = UsageRecordRow.__table__.c
+            query = (select(table.source, SlaRow.name, table.service_class, table.dscp, table.flow_start_ms,
+                            table.flow_end_ms, table.octets, table.packets, table.dropped_packets)
+                     .join(SlaRow, SlaRow.id == table.sla_id).where(SlaRow.customer_id == row.id)
+                     .where(table.flow_start_ms >= _ms(month.start), table.flow_start_ms < _ms(month.end))
+                     .order_by(table.flow_start_ms, SlaRow.name, table.dscp))
+            return [UsageRecord(*r) for r in session.execute(query)]
+
+    def usage_report(self, principal: Principal, customer: str, month_text: str,
+                     now: datetime | None = None) -> list[ClassUsage]:
+        """Per SLA and class: hours (to date, for a running month), included hours, volume."""
+        month = parse_month(month_text)
+        now = now or self.service.clock()
+        with self.database.read() as session:
+            row = self._customer(session, principal, customer)
+            loaded = self._load(session, month, now, until=min(now, month.end), customer_ids=[row.id])
+        return [u for m in (loaded[row.id].slas if row.id in loaded else []) for u in _class_usage(m)]
+
+    def summary(self, principal: Principal, month_text: str) -> dict[str, Any]:
+        """The domain manager's month: revenue by offering (issued invoices and notes), customers,
+        and hours per class over every SLA."""
+        require_domain_manager(principal, "read the revenue summary")
+        month = parse_month(month_text)
+        now = self.service.clock()
+        with self.database.read() as session:
+            loaded = self._load(session, month, now, until=min(now, month.end))
+            issued = [documents.from_document(_json(d)) for d in
+                      session.scalars(select(InvoiceRow.document).where(InvoiceRow.month == month_text))]
+        offering_of = {m.sla: m.offering for c in loaded.values() for m in c.slas}
+        revenue: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
+        for document in issued:
+            for line in document.lines:
+                revenue[offering_of.get(line.sla, "(unknown)")] += line.amount
+        hours_per_class: dict[str, Decimal] = defaultdict(Decimal)
+        customers: dict[str, set[str]] = defaultdict(set)
+        for c in loaded.values():
+            for m in c.slas:
+                customers[m.offering].add(c.name)
+                for service_class, ms in ms_per_class(m.segments).items():
+                    hours_per_class[service_class.value] += hours(ms)
+        return {"month": month_text, "currency": self.catalog.currency,
+                "invoices": sum(1 for d in issued if d.kind == documents.INVOICE),
+                "notes": sum(1 for d in issued if d.kind != documents.INVOICE),
+                "revenue_before_tax": str(sum(revenue.values(), Decimal("0.00"))),
+                "revenue_by_offering": {k: str(v) for k, v in sorted(revenue.items())},
+                "customers_by_offering": {k: len(v) for k, v in sorted(customers.items())},
+                "hours_by_class": {k: str(v.normalize()) for k, v in sorted(hours_per_class.items())}}
+
+    # ------------------------------------------------------------------ policy activities
+
+    def charge(self, session: Session, sla_id: int, at: datetime, amount: Decimal, text_: str, policy: str,
+               event_key: str) -> bool:
+        """Record a policy's charge once per (policy, event); False if it was already recorded."""
+        if session.scalar(select(ChargeRow.id).where(ChargeRow.policy == policy, ChargeRow.event_key == event_key)):
+            return False
+        session.add(ChargeRow(sla_id=sla_id, at=at, amount_cents=to_cents(amount), text=text_[:300], policy=policy,
+                              event_key=event_key))
+        return True
+
+    def notify(self, session: Session, customer_id: int, sla_id: int | None, at: datetime, text_: str, policy: str,
+               event_key: str) -> bool:
+        if session.scalar(select(NotificationRow.id).where(NotificationRow.policy == policy,
+                                                           NotificationRow.event_key == event_key)):
+            return False
+        session.add(NotificationRow(customer_id=customer_id, sla_id=sla_id, at=at, text=text_[:500], policy=policy,
+                                    event_key=event_key))
+        return True
+
+    def notifications(self, principal: Principal, customer: str | None = None, limit: int = 100) -> list[Notification]:
+        query = (select(NotificationRow, CustomerRow.name, SlaRow.name)
+                 .join(CustomerRow, CustomerRow.id == NotificationRow.customer_id)
+                 .outerjoin(SlaRow, SlaRow.id == NotificationRow.sla_id)
+                 .order_by(NotificationRow.id.desc()).limit(limit))
+        query = _only_own(query, principal)
+        if customer is not None:
+            query = query.where(CustomerRow.name == customer)
+        with self.database.read() as session:
+            return [Notification(n.id, c, s, n.at, n.text, n.policy) for n, c, s in session.execute(query)]
+
+    # ------------------------------------------------------------------ loading a month
+
+    def _load(self, session: Session, month: Span, as_of: datetime, until: datetime | None = None,
+              customer_ids: Iterable[int] | None = None) -> dict[int, _Customer]:
+        """Everything the month of the given customers (all: None) is charged from, as of `as_of`."""
+        wanted = None if customer_ids is None else list(customer_ids)
+        slas = self._slas(session, wanted)
+        if not slas:
+            return {}
+        sla_ids = None if wanted is None else list(slas)
+        starts = _state_times(session, sla_ids, as_of)
+        history = _history(session, month, as_of, sla_ids)
+        fees = _change_fees(session, month, as_of, sla_ids)
+        charges = _charges(session, month, as_of, sla_ids)
+        penalties = _penalties(session, month, as_of, sla_ids)
+        volumes = _volumes(session, month, as_of, sla_ids)
+        customers: dict[int, _Customer] = {}
+        for sla_id, (name, customer_id, customer, display, offering, tariff, valid_from, valid_until) in slas.items():
+            operational, deinstalled = starts.get(sla_id, (None, None))
+            span = billable_span(month, valid_from, valid_until, operational, deinstalled, until=until)
+            m = SlaMonth(name, offering, _tariff(tariff), month, span,
+                         tuple(class_segments(name, history.get(sla_id, []), span)),
+                         tuple(fees.get(sla_id, ())), tuple(charges.get(sla_id, ())),
+                         tuple(penalties.get(sla_id, ())), volumes.get(sla_id, {}))
+            if span is None and not (m.change_fees or m.policy_charges or m.penalties or m.volumes):
+                continue
+            customers.setdefault(customer_id, _Customer(customer_id, customer, display, [])).slas.append(m)
+        return customers
+
+    def _slas(self, session: Session, customer_ids: list[int] | None) -> dict[int, tuple[Any, ...]]:
+        query = (select(SlaRow.id, SlaRow.name, SlaRow.customer_id, CustomerRow.name, CustomerRow.display_name,
+                        SlaRow.offering, json_as_text(SlaRow.tariff), SlaRow.valid_from, SlaRow.valid_until)
+                 .join(CustomerRow, CustomerRow.id == SlaRow.customer_id).order_by(SlaRow.id))
+        if customer_ids is not None:
+            query = query.where(SlaRow.customer_id.in_(customer_ids))
+        return {row[0]: tuple(row[1:]) for row in session.execute(query)}
+
+    def _document(self, customer: _Customer, month: Span, kind: str, number: str, at: datetime) -> Invoice:
+        lines = tuple(line for m in customer.slas for line in charge_month(m))
+        return Invoice(number, kind, customer.name, customer.display_name, month_name(month), month.start, month.end,
+                       at, self.catalog.currency, self.catalog.tax.name, self.catalog.tax.rate_percent, lines)
+
+    def _empty(self, row: CustomerRow, month: Span, at: datetime) -> Invoice:
+        return self._document(_Customer(row.id, row.name, row.display_name, []), month, documents.STATEMENT, "", at)
+
+    def _store(self, session: Session, invoices: Sequence[Invoice], customer_ids: Sequence[int], month: str,
+               seqs: Sequence[int], refers_to: str | None) -> list[Invoice]:
+        """Number and insert documents (the invoices table is locked by the caller)."""
+        first = (session.scalar(select(func.max(InvoiceRow.id))) or 0) + 1
+        numbered, rows = [], []
+        for offset, (document, customer_id, seq) in enumerate(zip(invoices, customer_ids, seqs)):
+            final = _with_number(document, f"{_PREFIX[document.kind]}-{month}-{first + offset:06d}")
+            body = documents.to_document(final)
+            text_ = documents.canonical_json(body)
+            rows.append({"id": first + offset, "number": final.number, "kind": final.kind, "customer_id": customer_id,
+                         "month": month, "seq": seq, "refers_to": refers_to, "issued_at": final.issued_at,
+                         "currency": final.currency, "total_cents": to_cents(final.total), "document": text_,
+                         "digest": documents.digest(body)})
+            numbered.append(final)
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(InvoiceRow.__table__), rows[start:start + 5000])
+        return numbered
+
+    def _lock_invoices(self, session: Session) -> None:
+        # Numbers are max(id)+1: one issuer at a time (SQLite's writer lock does this already).
+        if not self.database.is_sqlite:
+            session.execute(text("LOCK TABLE invoices IN EXCLUSIVE MODE"))
+
+    def _customer(self, session: Session, principal: Principal, name: str) -> CustomerRow:
+        row = session.scalar(select(CustomerRow).where(CustomerRow.name == name))
+        if row is None or not principal.owns(name) or not _kind_visible(principal, row.kind):
+            raise NotFound(f"customer {name!r} does not exist", field="customer", value=name)
+        return row
+
+    def _visible_invoices(self, principal: Principal) -> Any:
+        query = select(InvoiceRow.document).join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
+        return _only_own(query, principal)
+
+
+# ---------------------------------------------------------------------- queries (bulk, one per table)
+
+def _in(column: Any, ids: list[int] | None) -> Any:
+    return True if ids is None else column.in_(ids)
+
+
+def _state_times(session: Session, sla_ids: list[int] | None,
+                 as_of: datetime) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """When each SLA first became operational and when it was deinstalled."""
+    t = SlaStateChangeRow.__table__.c
+    rows = session.execute(select(t.sla_id, t.to_state, func.min(t.at))
+                           .where(t.to_state.in_([LifecycleState.OPERATIONAL.value, LifecycleState.DEINSTALLED.value]),
+                                  t.at <= as_of, _in(t.sla_id, sla_ids))
+                           .group_by(t.sla_id, t.to_state))
+    out: dict[int, list[datetime | None]] = {}
+    for sla_id, state, at in rows:
+        slot = out.setdefault(sla_id, [None, None])
+        slot[0 if state == LifecycleState.OPERATIONAL.value else 1] = _utc(at)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _history(session: Session, month: Span, as_of: datetime,
+             sla_ids: list[int] | None) -> dict[int, list[SlsHistoryEntry]]:
+    """The versions in effect during the month: the one in effect at its start, and every later one."""
+    h = SlsHistoryRow.__table__.c
+    before = (select(h.sla_id, func.max(h.version).label("version")).where(h.effective_from < month.start,
+                                                                          _in(h.sla_id, sla_ids))
+              .group_by(h.sla_id).subquery())
+    columns = (h.sla_id, h.version, h.service_class, h.bandwidth_bps, h.effective_from, h.principal, h.channel)
+    first = select(*columns).join(before, (before.c.sla_id == h.sla_id) & (before.c.version == h.version))
+    later = select(*columns).where(h.effective_from >= month.start, h.effective_from < month.end,
+                                   h.effective_from <= as_of, _in(h.sla_id, sla_ids))
+    out: dict[int, list[SlsHistoryEntry]] = defaultdict(list)
+    for sla_id, version, service_class, bandwidth, at, principal, channel in session.execute(first.union_all(later)):
+        out[sla_id].append(SlsHistoryEntry(sla_id, version, _CLASSES[service_class], bandwidth, _utc(at), principal,
+                                           _CHANNELS[channel], Decimal(0)))
+    return out
+
+
+def _change_fees(session: Session, month: Span, as_of: datetime,
+                 sla_ids: list[int] | None) -> dict[int, list[ChangeFee]]:
+    h = SlsHistoryRow.__table__.c
+    rows = session.execute(select(h.sla_id, h.version, h.effective_from, h.service_class, h.bandwidth_bps, h.principal,
+                                  h.channel, h.fee_cents)
+                           .where(h.fee_cents != 0, h.effective_from >= month.start, h.effective_from < month.end,
+                                  h.effective_from <= as_of, _in(h.sla_id, sla_ids)).order_by(h.sla_id, h.version))
+    out: dict[int, list[ChangeFee]] = defaultdict(list)
+    for sla_id, version, at, service_class, bandwidth, principal, channel, fee in rows:
+        out[sla_id].append(ChangeFee(version, _utc(at), _CLASSES[service_class], bandwidth, principal, channel,
+                                     from_cents(fee)))
+    return out
+
+
+def _charges(session: Session, month: Span, as_of: datetime,
+             sla_ids: list[int] | None) -> dict[int, list[PolicyCharge]]:
+    c = ChargeRow.__table__.c
+    rows = session.execute(select(c.sla_id, c.id, c.at, c.amount_cents, c.text, c.policy, c.event_key)
+                           .where(c.at >= month.start, c.at < month.end, c.at <= as_of, _in(c.sla_id, sla_ids))
+                           .order_by(c.id))
+    out: dict[int, list[PolicyCharge]] = defaultdict(list)
+    for sla_id, id_, at, cents_, text_, policy, event_key in rows:
+        out[sla_id].append(PolicyCharge(id_, _utc(at), from_cents(cents_), text_, policy, event_key))
+    return out
+
+
+def _penalties(session: Session, month: Span, as_of: datetime,
+               sla_ids: list[int] | None) -> dict[int, list[PenaltyCredit]]:
+    p = PenaltyCreditRow.__table__.c
+    rows = session.execute(select(p.sla_id, p.amount_cents, p.reason)
+                           .where(p.month == month.start, p.created_at <= as_of, _in(p.sla_id, sla_ids)).order_by(p.id))
+    out: dict[int, list[PenaltyCredit]] = defaultdict(list)
+    for sla_id, cents_, reason in rows:
+        out[sla_id].append(PenaltyCredit(from_cents(cents_), reason))
+    return out
+
+
+def _volumes(session: Session, month: Span, as_of: datetime,
+             sla_ids: list[int] | None) -> dict[int, dict[ServiceClassName, Volume]]:
+    """Usage records attributed to the month their interval starts in."""
+    u = UsageRecordRow.__table__.c
+    rows = session.execute(select(u.sla_id, u.service_class, func.sum(u.octets), func.sum(u.packets), func.count())
+                           .where(u.flow_start_ms >= _ms(month.start), u.flow_start_ms < _ms(month.end),
+                                  u.recorded_at <= as_of, _in(u.sla_id, sla_ids))
+                           .group_by(u.sla_id, u.service_class))
+    out: dict[int, dict[ServiceClassName, Volume]] = defaultdict(dict)
+    for sla_id, service_class, octets, packets, count in rows:
+        out[sla_id][_CLASSES[service_class]] = Volume(int(octets), int(packets), int(count))
+    return out
+
+
+# ---------------------------------------------------------------------- small pieces
+
+_CLASSES = {c.value: c for c in ServiceClassName}
+_CHANNELS = {c.value: c for c in Channel}
+_TARIFFS: dict[str, Tariff] = {}
+
+
+def _tariff(text_: str) -> Tariff:
+    # Thousands of SLAs share a handful of tariffs: parse each distinct text once.
+    if text_ not in _TARIFFS:
+        _TARIFFS[text_] = Tariff.model_validate_json(text_)
+    return _TARIFFS[text_]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return milliseconds(moment - datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _json(text_: str) -> dict[str, Any]:
+    return json.loads(text_)
+
+
+def _with_number(invoice: Invoice, number: str) -> Invoice:
+    return replace(invoice, number=number)
+
+
+def _renumbered(again: Invoice, issued: Invoice) -> Invoice:
+    return replace(again, number=issued.number, kind=issued.kind, issued_at=issued.issued_at)
+
+
+def _billed(customer: _Customer) -> bool:
+    return any(m.billable is not None or m.change_fees or m.policy_charges or m.penalties for m in customer.slas)
+
+
+def _kind_visible(principal: Principal, kind: str) -> bool:
+    if principal.is_domain_manager:
+        return True
+    return kind == (CustomerKind.PEER if principal.role == Role.PEER else CustomerKind.CUSTOMER).value
+
+
+def _only_own(query: Any, principal: Principal) -> Any:
+    if principal.is_domain_manager:
+        return query
+    kind = (CustomerKind.PEER if principal.role == Role.PEER else CustomerKind.CUSTOMER).value
+    return query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind)
+
+
+def _class_usage(m: SlaMonth) -> list[ClassUsage]:
+    used = ms_per_class(m.segments)
+    share = share_of_month(m)
+    return [ClassUsage(m.sla, c.value, hours(used.get(c, 0)), included_hours(t, share) if m.billable else None,
+                       m.volumes.get(c, Volume()).octets, m.volumes.get(c, Volume()).packets)
+            for c, t in m.tariff.classes.items() if used.get(c) or c in m.volumes]
