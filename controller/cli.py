@@ -78,6 +78,18 @@ def _principal(_ctx: click.Context, _param: click.Parameter, value: str) -> Prin
         raise click.BadParameter(str(exc)) from None
 
 
+def _moment(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-11-03T08:00:00Z") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone; write Z for UTC")
+    return moment.astimezone(timezone.utc)
+
+
 def _bandwidth(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
     if value is None:
         return None
@@ -97,11 +109,14 @@ def _bandwidth(_ctx: click.Context, _param: click.Parameter, value: str | None) 
               show_default=True, help="Admission overbooking factor for SLA reservations. Env: CSMM_OVERBOOKING.")
 @click.option("--as", "principal", default="domain-manager", show_default=True, callback=_principal,
               help="Act as: domain-manager, customer:NAME or peer:NAME.")
+@click.option("--now", envvar="CSMM_NOW", callback=_moment, metavar="TIME",
+              help="Act as if it were TIME (ISO 8601, UTC: 2026-11-03T08:00:00Z): to replay a scenario such as a "
+                   "month of SLS changes and its billing. Times must not run backwards. Not for `serve`. Env: CSMM_NOW.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.version_option(__version__, prog_name="csmm")
 @click.pass_context
 def cli(ctx: click.Context, database_url: str, catalog_path: Path, overbooking: float, principal: Principal,
-        verbose: bool) -> None:
+        now: datetime | None, verbose: bool) -> None:
     """CSMM: Customer Service Management for the GSB DiffServ transport service.
 
     The domain manager sets SLAs (static contracts); customers and peer domains change their
@@ -112,7 +127,7 @@ def cli(ctx: click.Context, database_url: str, catalog_path: Path, overbooking: 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    ctx.obj = Context(Settings(database_url, catalog_path, Decimal(str(overbooking))), principal)
+    ctx.obj = Context(Settings(database_url, catalog_path, Decimal(str(overbooking)), now), principal)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -737,13 +752,15 @@ def events_cmd(obj: Context, limit: int) -> None:
               help="The NETCONF server's SSH host key; made on first start if missing.")
 @click.option("--snmp-no-fast-path", is_flag=True,
               help="Answer every SNMP request through pysnmp's message layer (5-10x slower; for comparison).")
+@click.option("--metering-interval", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
+              help="How often accounting policies see a metering run (metering.ended: hours used per class).")
 @pass_context
 @refusals_to_exit
 def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
               agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, counter_interval: float,
               no_agents: bool, snmp_address: str, no_snmp: bool, snmp_engine_id: str | None, snmp_location: str,
               snmp_contact: str, netconf_address: str, no_netconf: bool, netconf_host_key: Path,
-              snmp_no_fast_path: bool) -> None:
+              snmp_no_fast_path: bool, metering_interval: float) -> None:
     """Run the controller process until SIGINT/SIGTERM.
 
     Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
@@ -752,6 +769,8 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
     from controller.southbound.server import AgentListener
 
     _operator_only(obj, "serve")
+    if obj.settings.now is not None:
+        raise click.UsageError("`csmm serve` runs on the real clock; --now (CSMM_NOW) does not apply to it")
     host, _, port = http_address.rpartition(":")
     agents = None
     if not no_agents:
@@ -767,7 +786,8 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
         netconf_host, netconf_port = _host_port(netconf_address, "--netconf")
         netconf = NetconfSettings(netconf_host, netconf_port, netconf_host_key)
     try:
-        run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp, netconf)
+        run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp, netconf,
+                       metering_interval_s=metering_interval)
     except OSError as exc:  # a port in use, an address not on this machine
         raise click.ClickException(exc.strerror or str(exc)) from None
 
@@ -870,11 +890,15 @@ def _json(data: Any, indent: int | None = 2) -> str:
 
 # Command groups of the northbound adapters live beside their adapter; they import this module's
 # helpers, so they are attached once everything above is defined.
+from controller.accounting.commands import (invoice_group, notifications_cmd, policy_group,  # noqa: E402
+                                            report_group, usage_group)
 from controller.northbound.netconf.commands import netconf_group  # noqa: E402
 from controller.northbound.snmp.commands import snmp_group  # noqa: E402
 
 cli.add_command(snmp_group)
 cli.add_command(netconf_group)
+for _command in (invoice_group, usage_group, report_group, policy_group, notifications_cmd):
+    cli.add_command(_command)
 
 
 def main() -> None:

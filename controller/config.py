@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,7 @@ class Settings:
     database_url: str = DEFAULT_URL
     catalog_path: Path = DEFAULT_CATALOG
     overbooking: Decimal = Decimal(1)
+    now: datetime | None = None   # a fixed time to act at (replaying a scenario); None: the real clock
 
 
 def open_service(settings: Settings, *, require_schema: bool = True) -> ServiceLayer:
@@ -30,4 +32,7 @@ def open_service(settings: Settings, *, require_schema: bool = True) -> ServiceL
         raise Conflict(f"database {database.describe()} is at schema revision {current or 'none'}, "
                        f"the controller needs {head}: run `csmm db upgrade`",
                        field="database", bound=head, value=current)
-    return ServiceLayer(database, catalog, overbooking=settings.overbooking)
+    if settings.now is None:
+        return ServiceLayer(database, catalog, overbooking=settings.overbooking)
+    fixed = settings.now
+    return ServiceLayer(database, catalog, overbooking=settings.overbooking, clock=lambda: fixed)

@@ -1,8 +1,9 @@
 """The controller process (`csmm serve`): one asyncio loop hosting the adapters.
 
-Today: the southbound gRPC server for router agents, the SNMP agent (SNMPv3, CSM-MIB), an HTTP
-endpoint with `/healthz` and the Prometheus `/metrics`, and a log line for every event the service
-layer emits. The other northbound adapters (NETCONF, web) plug in here as they land.
+Today: the southbound gRPC server for router agents, the SNMP agent (SNMPv3, CSM-MIB), the
+NETCONF server, the accounting policies' enforcement, an HTTP endpoint with `/healthz` and the
+Prometheus `/metrics`, and a log line for every event the service layer emits. The web portal
+plugs in here as it lands.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -17,6 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from controller import __version__
+from controller.accounting.policies import PolicyRunner
+from controller.accounting.service import Accounting
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.northbound.netconf.server import NetconfServer, NetconfSettings
 from controller.northbound.snmp.agent import SnmpAgent, SnmpSettings
@@ -56,8 +60,31 @@ def _log_event(event: Event) -> None:
     log.info("event %s %s by %s %s", event.type, event.subject, event.principal, event.payload)
 
 
+async def enforce_accounting_policies(service: ServiceLayer, stop: asyncio.Event, metering_interval_s: float) -> None:
+    """Every second, the accounting policies handle new events; every metering interval, a
+    metering run. A failing pass is logged and retried: policies never stop the controller."""
+    runner = PolicyRunner(Accounting(service))
+    last_metering = time.monotonic()
+    while not stop.is_set():
+        metering = time.monotonic() - last_metering >= metering_interval_s
+        try:
+            report = await asyncio.to_thread(runner.run_once, metering)
+            if report.decisions or report.policy_changes:
+                log.info("accounting policies: %d events, %d charges, %d notifications, policy changes: %s",
+                         report.events, report.charges, report.notifications, report.policy_changes or "none")
+        except Exception:
+            log.exception("accounting policy pass failed; retrying")
+        if metering:
+            last_metering = time.monotonic()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListener | None, stop: asyncio.Event,
-                snmp: SnmpSettings | None = None, netconf: NetconfSettings | None = None) -> None:
+                snmp: SnmpSettings | None = None, netconf: NetconfSettings | None = None,
+                metering_interval_s: float = 300.0) -> None:
     southbound = None
     grpc_server = None
     snmp_agent = None
@@ -78,6 +105,7 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()  # raises OSError (address in use, ...) instead of starting half-way
+    policies = asyncio.create_task(enforce_accounting_policies(service, stop, metering_interval_s))
     log.info("csmm %s serving: http://%s:%d/healthz and /metrics; database %s; %d offerings", __version__, host, port,
              service.database.describe(), len(service.catalog.offerings))
     try:
@@ -92,11 +120,12 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
         if netconf_server is not None:
             await netconf_server.stop()
         await runner.cleanup()
+        await policies
 
 
 def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path | None,
                    agents: AgentListener | None = None, snmp: SnmpSettings | None = None,
-                   netconf: NetconfSettings | None = None) -> None:
+                   netconf: NetconfSettings | None = None, metering_interval_s: float = 300.0) -> None:
     service.bus.subscribe("", _log_event)
     if apply_file is not None:
         from controller.provisioning.apply import apply
@@ -110,6 +139,6 @@ def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(service, host, port, agents, stop, snmp, netconf)
+        await serve(service, host, port, agents, stop, snmp, netconf, metering_interval_s)
 
     asyncio.run(main())

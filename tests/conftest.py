@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.accounting.service import Accounting
 from controller.domain.catalog import Catalog, load_catalog
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.provisioning.apply import apply
@@ -100,3 +101,14 @@ def demo_any_db(database_url: str, catalog: Catalog, clock: Clock) -> Iterator[S
     apply(layer, DOMAIN_MANAGER, load_provisioning(DEMO_FILE))
     yield layer
     layer.database.dispose()
+
+
+@pytest.fixture
+def billing(database_url: str, catalog: Catalog) -> Iterator[tuple[ServiceLayer, Accounting, Clock]]:
+    """The demo customers, operational since 20 October 2026 (so November is a whole month), with
+    the accounting part, on SQLite and on PostgreSQL."""
+    clock = Clock(datetime(2026, 10, 20, tzinfo=timezone.utc))
+    service = ServiceLayer(Database(database_url), catalog, clock=clock)
+    apply(service, DOMAIN_MANAGER, load_provisioning(DEMO_FILE))
+    yield service, Accounting(service), clock
+    service.database.dispose()

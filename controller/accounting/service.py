@@ -100,12 +100,13 @@ class Accounting:
     # ------------------------------------------------------------------ invoices
 
     def statement(self, principal: Principal, customer: str, now: datetime | None = None) -> Invoice:
-        """Hot billing: the month to date, computed now, not stored."""
+        """Hot billing: the month so far, computed now, not stored: the month's fee and included
+        hours, and the hours, changes and charges up to now."""
         now = now or self.service.clock()
         month = month_of(now)
         with self.database.read() as session:
             row = self._customer(session, principal, customer)
-            loaded = self._load(session, month, now, until=now, customer_ids=[row.id])
+            loaded = self.load_month(session, month, now, until=now, customer_ids=[row.id])
         return self._document(loaded[row.id], month, documents.STATEMENT, "", now) if row.id in loaded else \
             self._empty(row, month, now)
 
@@ -115,7 +116,7 @@ class Accounting:
         as_of = as_of or self.service.clock()
         with self.database.read() as session:
             row = self._customer(session, principal, customer)
-            loaded = self._load(session, month, as_of, customer_ids=[row.id])
+            loaded = self.load_month(session, month, as_of, customer_ids=[row.id])
         return self._document(loaded[row.id], month, documents.INVOICE, "", as_of) if row.id in loaded else \
             self._empty(row, month, as_of)
 
@@ -131,7 +132,7 @@ class Accounting:
             self._lock_invoices(tx.session)
             done = set(tx.session.scalars(select(InvoiceRow.customer_id).where(InvoiceRow.month == month_text,
                                                                                InvoiceRow.seq == 0)))
-            loaded = self._load(tx.session, month, tx.now)
+            loaded = self.load_month(tx.session, month, tx.now)
             wanted = [c for cid, c in sorted(loaded.items()) if cid not in done and _billed(c)]
             issued = self._store(tx.session, [self._document(c, month, documents.INVOICE, "", tx.now)
                                               for c in wanted], [c.id for c in wanted], month_text,
@@ -187,7 +188,7 @@ class Accounting:
             customer = tx.session.scalar(select(CustomerRow).where(CustomerRow.name == issued.customer))
             assert customer is not None
             month = parse_month(issued.month)
-            loaded = self._load(tx.session, month, tx.now, customer_ids=[customer.id])
+            loaded = self.load_month(tx.session, month, tx.now, customer_ids=[customer.id])
             now = self._document(loaded[customer.id], month, documents.INVOICE, "", tx.now) if customer.id in loaded \
                 else self._empty(customer, month, tx.now)
             lines = documents.correction_lines([issued, *notes], now)
@@ -228,7 +229,7 @@ class Accounting:
         now = now or self.service.clock()
         with self.database.read() as session:
             row = self._customer(session, principal, customer)
-            loaded = self._load(session, month, now, until=min(now, month.end), customer_ids=[row.id])
+            loaded = self.load_month(session, month, now, until=min(now, month.end), customer_ids=[row.id])
         return [u for m in (loaded[row.id].slas if row.id in loaded else []) for u in _class_usage(m)]
 
     def summary(self, principal: Principal, month_text: str) -> dict[str, Any]:
@@ -238,7 +239,7 @@ class Accounting:
         month = parse_month(month_text)
         now = self.service.clock()
         with self.database.read() as session:
-            loaded = self._load(session, month, now, until=min(now, month.end))
+            loaded = self.load_month(session, month, now, until=min(now, month.end))
             issued = [documents.from_document(_json(d)) for d in
                       session.scalars(select(InvoiceRow.document).where(InvoiceRow.month == month_text))]
         offering_of = {m.sla: m.offering for c in loaded.values() for m in c.slas}
@@ -294,7 +295,7 @@ class Accounting:
 
     # ------------------------------------------------------------------ loading a month
 
-    def _load(self, session: Session, month: Span, as_of: datetime, until: datetime | None = None,
+    def load_month(self, session: Session, month: Span, as_of: datetime, until: datetime | None = None,
               customer_ids: Iterable[int] | None = None) -> dict[int, _Customer]:
         """Everything the month of the given customers (all: None) is charged from, as of `as_of`."""
         wanted = None if customer_ids is None else list(customer_ids)
@@ -311,9 +312,11 @@ class Accounting:
         customers: dict[int, _Customer] = {}
         for sla_id, (name, customer_id, customer, display, offering, tariff, valid_from, valid_until) in slas.items():
             operational, deinstalled = starts.get(sla_id, (None, None))
-            span = billable_span(month, valid_from, valid_until, operational, deinstalled, until=until)
+            # The fee and included hours are the month's (as the contract stands); usage runs to `until`.
+            span = billable_span(month, valid_from, valid_until, operational, deinstalled)
+            so_far = billable_span(month, valid_from, valid_until, operational, deinstalled, until=until)
             m = SlaMonth(name, offering, _tariff(tariff), month, span,
-                         tuple(class_segments(name, history.get(sla_id, []), span)),
+                         tuple(class_segments(name, history.get(sla_id, []), so_far)),
                          tuple(fees.get(sla_id, ())), tuple(charges.get(sla_id, ())),
                          tuple(penalties.get(sla_id, ())), volumes.get(sla_id, {}))
             if span is None and not (m.change_fees or m.policy_charges or m.penalties or m.volumes):

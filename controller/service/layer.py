@@ -614,6 +614,11 @@ class ServiceLayer:
         if expected_version is not None and expected_version != current.version:
             raise Conflict(f"SLS of {sla.name} is at version {current.version}, not {expected_version}",
                            field="sls.version", bound=current.version, value=expected_version)
+        if tx.now < current.changed_at:
+            # Only a replayed scenario (`csmm --now`) can get here; billing needs history in time order.
+            raise Conflict(f"SLS of {sla.name} was last changed at {current.changed_at.isoformat()}, after "
+                           f"{tx.now.isoformat()}: time cannot run backwards", field="time",
+                           bound=current.changed_at, value=tx.now)
         if (wanted, bandwidth_bps) == (current.service_class, current.bandwidth_bps):
             # Asking for what is in effect (a client retrying after a lost answer) is not a change.
             return SlsChange(current, Decimal("0.00"), changed=False)

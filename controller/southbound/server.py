@@ -74,7 +74,8 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, service: ServiceLayer, *, counter_interval_ms: int = 1000, heartbeat_interval_ms: int = 5000,
                  check_identity: bool = True, feedback: FeedbackSettings | None = None) -> None:
         self.service = service
-        self.store = SouthboundStore(service.database)
+        dscp = {name.value: c.dscp for name, c in service.catalog.classes.items()}
+        self.store = SouthboundStore(service.database, dscp)  # with volume metering
         self.counter_interval_ms = counter_interval_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.check_identity = check_identity

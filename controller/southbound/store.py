@@ -13,6 +13,7 @@ from csmm_proto.configs import fingerprint
 from google.protobuf import json_format
 from sqlalchemy import delete, select
 
+from controller.accounting.usage import add_meter_usage
 from controller.southbound.counters import CounterReport, Delta, Sample, customer_leaf, delta
 from controller.store.database import Database
 from controller.store.schema import AgentRow, ClassUsageRow, CounterMarkRow, RouterConfigRow
@@ -52,8 +53,11 @@ class AgentStatus:
 
 
 class SouthboundStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, dscp: Mapping[str, int] | None = None) -> None:
+        """`dscp` (class name -> DSCP) turns on volume metering: each report's deltas are added to
+        the hour's usage records (controller.accounting.usage)."""
         self.database = database
+        self.dscp = dscp
 
     # ------------------------------------------------------------------------------- config versions
 
@@ -138,7 +142,8 @@ class SouthboundStore:
     # ---------------------------------------------------------------------------------- counters
 
     def ingest(self, router: str, report: CounterReport, members: Members) -> dict[tuple[str, str], Delta]:
-        """Turn one report into usage: returns the (SLA, class) deltas it added."""
+        """Turn one report into usage (cumulative per SLA and class, and the hour's usage records):
+        returns the (SLA, class) deltas it added."""
         now = _now()
         added: dict[tuple[str, str], Delta] = {}
         with self.database.write() as session:
@@ -179,6 +184,8 @@ class SouthboundStore:
                     usage.packets += d.packets
                     usage.drops += d.drops
                     usage.updated_at = now
+            if self.dscp is not None:
+                add_meter_usage(session, added, self.dscp, now)
         return added
 
     def usage(self, since: datetime | None = None,

@@ -9,23 +9,17 @@ import io
 import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.exc import DBAPIError
 
 from controller.accounting.invoice import CREDIT_NOTE, to_csv, to_document, to_html
-from controller.accounting.service import Accounting
-from controller.domain.catalog import Catalog
 from controller.domain.errors import Conflict, Forbidden, NotFound
 from controller.domain.principal import DOMAIN_MANAGER, Channel, Principal, Role
 from controller.domain.sla import LifecycleState
-from controller.provisioning.apply import apply
-from controller.provisioning.model import load_provisioning
 from controller.service.layer import ServiceLayer
-from controller.store.database import Database
 from controller.store.schema import InvoiceRow, PenaltyCreditRow
-from tests.conftest import DEMO_FILE, Clock
+from tests.conftest import Clock
 
 UTC = timezone.utc
 M = 1_000_000
@@ -35,16 +29,6 @@ INITECH = Principal(Role.CUSTOMER, "initech")
 
 def at(day: int, hour: int = 0, minute: int = 0, month: int = 11) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=UTC)
-
-
-@pytest.fixture
-def billing(database_url: str, catalog: Catalog) -> Iterator[tuple[ServiceLayer, Accounting, Clock]]:
-    """The demo customers, operational since 20 October (so November is a whole month)."""
-    clock = Clock(at(20, month=10))
-    service = ServiceLayer(Database(database_url), catalog, clock=clock)
-    apply(service, DOMAIN_MANAGER, load_provisioning(DEMO_FILE))
-    yield service, Accounting(service), clock
-    service.database.dispose()
 
 
 def change(service: ServiceLayer, clock: Clock, when: datetime, who: Principal, sla: str, service_class: str,
@@ -195,8 +179,7 @@ def test_hot_billing_charges_the_month_to_date(billing) -> None:
     assert statement.kind == "statement" and statement.number == ""
     [gold] = lines(statement, "additional-hours")
     assert (gold.quantity, gold.amount) == (Decimal("2.5"), Decimal("12.50"))
-    assert lines(statement, "monthly-fee")[0].amount == (Decimal(40) * Decimal(2 * 24 + 10.5) / (30 * 24)).quantize(
-        Decimal("0.01"))
+    assert lines(statement, "monthly-fee")[0].amount == Decimal("40.00")     # the month's, as it will be billed
 
 
 # ----------------------------------------------------------------------------- usage records
@@ -253,3 +236,31 @@ def test_the_revenue_summary_adds_up_the_issued_invoices(billing) -> None:
     assert Decimal(summary["hours_by_class"]["gold"]) == 14 + 3 + 30 * 24   # globex is in Gold all month
     assert timedelta(hours=float(sum(Decimal(v) for v in summary["hours_by_class"].values()))) == \
         timedelta(days=30) * 5
+
+
+# ----------------------------------------------------------------------------- the controller's meter
+
+def report(boot_epoch: int, octets: int, packets: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from controller.southbound.counters import CounterReport
+    column = lambda value: np.array([value], dtype=np.uint64)  # noqa: E731
+    return CounterReport(boot_epoch, [("eth2", "gold/acme-hq")], column(octets), column(packets), column(0),
+                         column(0), np.array([0], dtype=np.int64))
+
+
+def test_counter_reports_become_hourly_usage_records_and_a_replayed_report_adds_nothing(billing) -> None:
+    from controller.southbound.store import SouthboundStore
+    service, accounting, clock = billing
+    store = SouthboundStore(service.database, accounting.dscp)
+    members = {("eth2", "gold/acme-hq"): ("acme-hq",)}
+    store.ingest("edge1", report(7, 1000, 10), members)       # the first sample: the mark
+    store.ingest("edge1", report(7, 6000, 60), members)
+    store.ingest("edge1", report(7, 6000, 60), members)       # the same report again
+    store.ingest("edge1", report(7, 9000, 90), members)
+    clock.now = datetime.now(UTC)
+    records = accounting.usage_records(ACME, "acme", f"{clock.now:%Y-%m}")
+    assert [(r.source, r.service_class, r.dscp, r.octets, r.packets) for r in records] == [
+        ("meter", "gold", 46, 8000, 80)]
+    assert records[0].flow_end_ms - records[0].flow_start_ms == 3_600_000
+    assert records[0].to_ipfix()["octetDeltaCount"] == 8000

@@ -1,0 +1,105 @@
+"""`csmm` bills the seed's examples: a month of SLS changes replayed with --now, invoices issued,
+shown with the SLS changes behind each line, exported, verified and corrected."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEMO_FILE
+from tests.integration.test_cli import run
+
+
+def at(db: str, when: str, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+    return run(db, "--now", when, *args, check=check)
+
+
+@pytest.fixture
+def billed_month(tmp_path: Path) -> str:
+    db = f"sqlite:///{tmp_path}/billing.sqlite3"
+    run(db, "db", "upgrade")
+    at(db, "2026-10-20T00:00:00Z", "apply", str(DEMO_FILE))
+    for when, who, sla, service_class, bandwidth in [
+            ("2026-11-03T08:00:00Z", "customer:acme", "acme-hq", "gold", "2M"),         # 14 h of Gold
+            ("2026-11-03T22:00:00Z", "customer:acme", "acme-hq", "silver", "5M"),
+            ("2026-11-05T10:00:00Z", "customer:initech", "initech-office", "silver", "2M"),   # 7 h of Silver
+            ("2026-11-05T17:00:00Z", "customer:initech", "initech-office", "gold", "1M"),     # 3 h of Gold
+            ("2026-11-05T20:00:00Z", "customer:initech", "initech-office", "bronze", "8M")]:
+        at(db, when, "--as", who, "sls", "set", sla, "--class", service_class, "--bandwidth", bandwidth)
+    return db
+
+
+def numbers(db: str) -> dict[str, str]:
+    listed = json.loads(run(db, "invoice", "list", "--month", "2026-11", "--json").stdout)
+    return {i["customer"]: i["number"] for i in listed if i["kind"] == "invoice"}
+
+
+def test_csmm_issues_the_seed_examples_invoices_naming_the_sls_changes_behind_each_line(billed_month: str) -> None:
+    db = billed_month
+    refused = at(db, "2026-11-30T23:00:00Z", "invoice", "issue", "--month", "2026-11", check=False)
+    assert refused.returncode == 3 and "has not ended" in refused.stderr
+    out = at(db, "2026-12-01T01:00:00Z", "invoice", "issue", "--month", "2026-11").stdout
+    assert "issued 5 invoice(s) for 2026-11" in out
+    issued = numbers(db)
+    acme = run(db, "invoice", "show", issued["acme"]).stdout
+    assert "Gold: 4 h beyond the included hours at 2.00/h" in acme and "8.00" in acme
+    assert "acme-hq v2 gold 2 Mbit/s 2026-11-03T08:00:00Z to 2026-11-03T22:00:00Z (14 h), set by customer:acme " \
+           "via cli" in acme
+    assert "total USD" in acme and "158.20" in acme
+    initech = json.loads(run(db, "invoice", "show", issued["initech"], "--format", "json").stdout)
+    beyond = {line["key"]: line["amount"] for line in initech["lines"] if line["kind"] == "additional-hours"}
+    assert beyond == {"initech-office/hours/silver/1": "2.00", "initech-office/hours/gold/1": "15.00"}
+    assert initech["total"] == "57.75"     # 40.00 + 2 x 1.00 + 3 x 5.00 + three changes at 0.25
+
+
+def test_a_customer_sees_its_own_invoice_and_not_another_ones(billed_month: str) -> None:
+    db = billed_month
+    at(db, "2026-12-01T01:00:00Z", "invoice", "issue", "--month", "2026-11")
+    issued = numbers(db)
+    mine = json.loads(run(db, "--as", "customer:acme", "invoice", "list", "--json").stdout)
+    assert [i["customer"] for i in mine] == ["acme"]
+    other = run(db, "--as", "customer:acme", "invoice", "show", issued["globex"], check=False)
+    assert other.returncode == 3 and "does not exist" in other.stderr
+    assert run(db, "--as", "customer:acme", "invoice", "issue", "--month", "2026-11", check=False).returncode == 3
+
+
+def test_exports_verification_and_a_late_correction_from_the_command_line(billed_month: str, tmp_path: Path) -> None:
+    db = billed_month
+    at(db, "2026-12-01T01:00:00Z", "invoice", "issue", "--month", "2026-11")
+    issued = numbers(db)
+    exported = tmp_path / "november.csv"
+    run(db, "invoice", "export", "--month", "2026-11", "--format", "csv", "-o", str(exported))
+    totals = {r["customer"]: r["amount"] for r in csv.DictReader(io.StringIO(exported.read_text()))
+              if r["line_kind"] == "total"}
+    assert totals["acme"] == "158.20" and totals["initech"] == "57.75"
+    page = run(db, "invoice", "show", issued["acme"], "--format", "html").stdout
+    assert page.startswith("<!DOCTYPE html>") and "158.20" in page
+    assert run(db, "invoice", "verify", issued["acme"]).returncode == 0
+    # Usage that another meter reports late, for a day in November: counted on a debit note? No:
+    # volume is information in the GSB tariffs, so the invoice still verifies and nothing is due.
+    records = tmp_path / "late.json"
+    records.write_text(json.dumps([{"slaName": "acme-hq", "ipDiffServCodePoint": 46, "source": "probe-1",
+                                    "flowStartMilliseconds": 1793952000000, "flowEndMilliseconds": 1793955600000,
+                                    "octetDeltaCount": 123456, "packetDeltaCount": 100}]))
+    assert "1 added" in at(db, "2026-12-02T00:00:00Z", "usage", "import", str(records)).stdout
+    assert "0 added, 1 already counted" in at(db, "2026-12-02T00:00:01Z", "usage", "import", str(records)).stdout
+    check = at(db, "2026-12-02T00:00:02Z", "invoice", "verify", issued["acme"])
+    assert "recomputed as of its issue time: identical" in check.stdout
+    note = at(db, "2026-12-02T00:00:03Z", "invoice", "correct", issued["acme"]).stdout
+    assert "nothing to correct" in note
+
+
+def test_usage_report_and_revenue_summary_as_json(billed_month: str) -> None:
+    db = billed_month
+    at(db, "2026-12-01T01:00:00Z", "invoice", "issue", "--month", "2026-11")
+    usage = json.loads(at(db, "2026-12-01T02:00:00Z", "--as", "customer:initech", "report", "usage", "initech",
+                          "--month", "2026-11", "--json").stdout)
+    hours = {u["class"]: u["hours"] for u in usage["usage"]}
+    assert (hours["silver"], hours["gold"]) == ("7.000000000", "3.000000000")
+    summary = json.loads(at(db, "2026-12-01T02:00:00Z", "report", "summary", "--month", "2026-11", "--json").stdout)
+    # Economy: initech 57.75, and umbrella in Silver all month: 40.00 + (720 - 5) h x 1.00.
+    assert summary["invoices"] == 5 and summary["revenue_by_offering"]["gsb-economy"] == "812.75"
