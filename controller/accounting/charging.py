@@ -17,21 +17,23 @@ line, and `sources` naming the SLS versions, records or events behind it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from controller.accounting.metering import ClassSegment, Span, format_hours, hours, iso, ms_per_class
 from controller.domain.catalog import ClassTariff, ServiceClassName, Tariff
+from controller.domain.units import format_bandwidth
 
 CENT = Decimal("0.01")
+_ZERO = Decimal("0.00")
 
 
 def cents(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-@dataclass(frozen=True)
-class LineItem:
+class LineItem(NamedTuple):
     key: str                     # stable across recomputation: "acme-hq/hours/gold/2"
     sla: str
     kind: str                    # monthly-fee, included-hours, additional-hours, change-fee, policy-charge,
@@ -44,8 +46,7 @@ class LineItem:
     sources: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ChangeFee:
+class ChangeFee(NamedTuple):
     version: int
     at: datetime
     service_class: ServiceClassName
@@ -55,8 +56,7 @@ class ChangeFee:
     fee: Decimal
 
 
-@dataclass(frozen=True)
-class PolicyCharge:
+class PolicyCharge(NamedTuple):
     id: int
     at: datetime
     amount: Decimal
@@ -65,14 +65,12 @@ class PolicyCharge:
     event_id: int | None
 
 
-@dataclass(frozen=True)
-class PenaltyCredit:
+class PenaltyCredit(NamedTuple):
     amount: Decimal
     reason: str
 
 
-@dataclass(frozen=True)
-class Volume:
+class Volume(NamedTuple):
     octets: int = 0
     packets: int = 0
     records: int = 0
@@ -139,18 +137,20 @@ def included_hours(tariff: ClassTariff, share: Decimal) -> Decimal | None:
 
 def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTariff, used: Decimal,
                  segments: list[ClassSegment]) -> list[LineItem]:
+    """The class's hours: included, then each price step beyond. The first of these lines names the
+    SLS versions the hours come from (once: the lines after it share them)."""
     sources = tuple(segment.describe() for segment in segments)
     allowance = included_hours(tariff, share_of_month(m))
     name = service_class.value
     if allowance is None:
         return [LineItem(f"{m.sla}/hours/{name}", m.sla, "included-hours", f"{name.title()}: {format_hours(used)} h, "
-                         "unlimited hours included", used, "h", None, Decimal("0.00"), sources)]
+                         "unlimited hours included", used, "h", None, _ZERO, sources)]
     lines = []
     covered = min(used, allowance)
     if covered:
         lines.append(LineItem(f"{m.sla}/hours/{name}/included", m.sla, "included-hours",
                               f"{name.title()}: {format_hours(covered)} h of {format_hours(allowance)} h included",
-                              covered, "h", None, Decimal("0.00"), sources))
+                              covered, "h", None, _ZERO, sources))
     beyond, counted = used - covered, Decimal(0)
     for step, tier in enumerate(tariff.price_steps(), start=1):
         if beyond <= 0:
@@ -161,18 +161,25 @@ def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTari
         lines.append(LineItem(f"{m.sla}/hours/{name}/{step}", m.sla, "additional-hours",
                               f"{name.title()}: {format_hours(width)} h beyond the included hours "
                               f"at {tier.price_per_hour}/h", width, "h", tier.price_per_hour,
-                              cents(width * tier.price_per_hour), sources))
+                              cents(width * tier.price_per_hour), () if lines else sources))
         beyond -= width
         counted += width
     return lines
 
 
 def _change_fee_lines(m: SlaMonth) -> list[LineItem]:
-    return [LineItem(f"{m.sla}/change/{c.version}", m.sla, "change-fee",
-                     f"SLS change to {c.service_class.value} (version {c.version}) at {iso(c.at)} "
-                     f"by {c.principal} via {c.channel}", Decimal(1), "change", c.fee, cents(c.fee),
-                     (f"{m.sla} v{c.version}",))
-            for c in m.change_fees if c.fee]
+    """One line per fee amount (a contract's fee may change when the SLA is modified), naming
+    every change it counts."""
+    by_fee: dict[Decimal, list[ChangeFee]] = {}
+    for change in m.change_fees:
+        if change.fee:
+            by_fee.setdefault(change.fee, []).append(change)
+    return [LineItem(f"{m.sla}/changes/{fee}", m.sla, "change-fee",
+                     f"{len(changes)} SLS change{'s' if len(changes) > 1 else ''} at {fee} each",
+                     Decimal(len(changes)), "change", fee, cents(fee * len(changes)),
+                     tuple(f"{m.sla} v{c.version} at {iso(c.at)}: {c.service_class} {format_bandwidth(c.bandwidth_bps)}"
+                           f" by {c.principal} via {c.channel}" for c in changes))
+            for fee, changes in by_fee.items()]
 
 
 def _policy_charge_lines(m: SlaMonth) -> list[LineItem]:

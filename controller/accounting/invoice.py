@@ -15,6 +15,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -45,15 +46,16 @@ class Invoice:
     lines: tuple[LineItem, ...]
     refers_to: str | None = None
 
-    @property
+    # Computed once per document (frozen: the lines never change).
+    @cached_property
     def subtotal(self) -> Decimal:
         return sum((line.amount for line in self.lines), Decimal("0.00"))
 
-    @property
+    @cached_property
     def tax(self) -> Decimal:
         return cents(self.subtotal * self.tax_percent / 100)
 
-    @property
+    @cached_property
     def total(self) -> Decimal:
         return self.subtotal + self.tax
 
@@ -119,12 +121,16 @@ def from_document(data: dict[str, Any]) -> Invoice:
 
 
 def canonical_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+    """Compact JSON in the document's own key order: `to_document` always builds the same order,
+    and a stored document read back keeps it, so equal documents give equal texts."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
 
 
-def digest(document: dict[str, Any]) -> str:
-    """The SHA-256 of the canonical JSON: stored at issue, checked by verification."""
-    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+def digest(document: dict[str, Any] | str) -> str:
+    """The SHA-256 of the canonical JSON (given as a document or as its canonical text): stored at
+    issue, checked by verification."""
+    text = document if isinstance(document, str) else canonical_json(document)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def differences(issued: Invoice, recomputed: Invoice) -> list[str]:

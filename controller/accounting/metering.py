@@ -9,7 +9,8 @@ until it was deinstalled or its validity ended. Times are whole milliseconds, as
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -23,8 +24,7 @@ MS_PER_HOUR = 3_600_000
 HOURS = Decimal("0.000000001")   # hours are kept to the nanohour: a millisecond is 0.000000278 h
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """A half-open interval of time [start, end)."""
 
     start: datetime
@@ -39,8 +39,7 @@ class Span:
         return Span(start, end) if end > start else None
 
 
-@dataclass(frozen=True)
-class ClassSegment:
+class ClassSegment(NamedTuple):
     """A stretch of time one SLS version was in effect and billable: what an hours line is made of."""
 
     sla: str
@@ -57,8 +56,10 @@ class ClassSegment:
 
     def describe(self) -> str:
         """The SLS change behind this time, as an invoice names it."""
-        return (f"{self.sla} v{self.version} {self.service_class.value} {format_bandwidth(self.bandwidth_bps)} "
-                f"{iso(self.span.start)} to {iso(self.span.end)} ({format_hours(hours(self.ms))} h), "
+        ms = self.span.ms
+        length = str(ms // MS_PER_HOUR) if ms % MS_PER_HOUR == 0 else format_hours(hours(ms))
+        return (f"{self.sla} v{self.version} {self.service_class} {format_bandwidth(self.bandwidth_bps)} "
+                f"{iso(self.span.start)} to {iso(self.span.end)} ({length} h), "
                 f"set by {self.principal} via {self.channel}")
 
 
@@ -76,8 +77,12 @@ def format_hours(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+@lru_cache(maxsize=1 << 16)  # each change time is written up to three times on an invoice
 def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:" \
+           f"{moment.second:02d}Z"
 
 
 # ------------------------------------------------------------------------------------------ months
@@ -138,16 +143,16 @@ def class_segments(sla: str, history: Sequence[SlsHistoryEntry], span: Span | No
     ordered = sorted(history, key=lambda entry: entry.version)
     segments = []
     for entry, following in zip(ordered, [*ordered[1:], None]):
-        in_effect = Span(entry.effective_from, following.effective_from if following is not None else span.end)
-        billable = in_effect.clip(span)
-        if billable is not None:
-            segments.append(ClassSegment(sla, entry.version, entry.service_class, entry.bandwidth_bps, billable,
-                                         entry.principal, entry.channel.value))
+        start = max(entry.effective_from, span.start)
+        end = min(following.effective_from, span.end) if following is not None else span.end
+        if end > start:
+            segments.append(ClassSegment(sla, entry.version, entry.service_class, entry.bandwidth_bps,
+                                         Span(start, end), entry.principal, str(entry.channel)))
     return segments
 
 
 def ms_per_class(segments: Iterable[ClassSegment]) -> dict[ServiceClassName, int]:
-    totals = {name: 0 for name in ServiceClassName}
+    totals = dict.fromkeys(ServiceClassName, 0)
     for segment in segments:
-        totals[segment.service_class] += segment.ms
+        totals[segment.service_class] += milliseconds(segment.span.end - segment.span.start)
     return totals

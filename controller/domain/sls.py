@@ -30,9 +30,9 @@ class Sls:
     channel: Channel
 
 
-@dataclass(frozen=True)
-class SlsHistoryEntry:
-    """One version of an SLS; it is in effect from `effective_from` until the next version's."""
+class SlsHistoryEntry(NamedTuple):
+    """One version of an SLS; it is in effect from `effective_from` until the next version's.
+    (A named tuple: billing reads hundreds of thousands of them at once.)"""
 
     sla_id: int
     version: int

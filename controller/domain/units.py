@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 _BANDWIDTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:bit/s|bps|b/s)?\s*$")
@@ -26,6 +27,7 @@ def parse_bandwidth(text: str | int) -> int:
     return int(value)
 
 
+@lru_cache(maxsize=4096)
 def format_bandwidth(bps: int) -> str:
     """Render bit/s the way an operator reads it: 10 Mbit/s, 1.5 Gbit/s, 64 kbit/s."""
     for unit, factor in (("Tbit/s", 10**12), ("Gbit/s", 10**9), ("Mbit/s", 10**6), ("kbit/s", 10**3)):

@@ -64,9 +64,12 @@ def test_a_business_customer_with_14_hours_of_gold_pays_4_hours_at_2_dollars_bey
     assert (beyond.quantity, beyond.unit_price, beyond.amount) == (Decimal(4), Decimal("2.00"), Decimal("8.00"))
     included = [line for line in lines(invoice, "included-hours") if "Gold" in line.description]
     assert included[0].quantity == Decimal(10)
-    # The line names the SLS changes behind the Gold hours.
-    assert any("acme-hq v2 gold" in source and "set by customer:acme via web" in source for source in beyond.sources)
-    assert [line.amount for line in lines(invoice, "change-fee")] == [Decimal("0.10"), Decimal("0.10")]
+    # The class's first line names the SLS changes behind the Gold hours.
+    assert included[0].sources == ("acme-hq v2 gold 2 Mbit/s 2026-11-03T08:00:00Z to 2026-11-03T22:00:00Z (14 h), "
+                                   "set by customer:acme via web",)
+    [fees] = lines(invoice, "change-fee")
+    assert (fees.quantity, fees.unit_price, fees.amount) == (Decimal(2), Decimal("0.10"), Decimal("0.20"))
+    assert fees.sources[0] == "acme-hq v2 at 2026-11-03T08:00:00Z: gold 2 Mbit/s by customer:acme via web"
     assert invoice.total == Decimal("158.20")
 
 

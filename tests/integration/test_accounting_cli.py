@@ -103,3 +103,11 @@ def test_usage_report_and_revenue_summary_as_json(billed_month: str) -> None:
     summary = json.loads(at(db, "2026-12-01T02:00:00Z", "report", "summary", "--month", "2026-11", "--json").stdout)
     # Economy: initech 57.75, and umbrella in Silver all month: 40.00 + (720 - 5) h x 1.00.
     assert summary["invoices"] == 5 and summary["revenue_by_offering"]["gsb-economy"] == "812.75"
+
+
+def test_a_replayed_change_dated_before_the_sls_in_effect_is_refused(billed_month: str) -> None:
+    refused = at(billed_month, "2026-11-04T00:00:00Z", "--as", "customer:initech", "sls", "set", "initech-office",
+                 "--class", "gold", "--bandwidth", "1M", check=False)
+    assert refused.returncode == 3 and "time cannot run backwards" in refused.stderr
+    served = at(billed_month, "2026-11-04T00:00:00Z", "serve", "--no-agents", check=False)
+    assert served.returncode == 2 and "runs on the real clock" in served.stderr
