@@ -11,19 +11,19 @@ The rules, in the order the lines come:
 
 Money is Decimal, rounded to the cent once per line (half up); never float. Every line has a
 `key` that stays the same when the month is recomputed, so a correction can be computed line by
-line, and `sources` naming the SLS versions, records or events behind it.
+line, and `sources` naming the SLS versions ("acme-hq v2"), policies or events behind it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from controller.accounting.metering import ClassSegment, Span, format_hours, hours, iso, ms_per_class
-from controller.domain.catalog import ClassTariff, ServiceClassName, Tariff
-from controller.domain.units import format_bandwidth
+from controller.accounting.metering import ClassUse, Span, format_hours, hours, iso
+from controller.domain.catalog import ClassTariff, PriceTier, ServiceClassName, Tariff
 
 CENT = Decimal("0.01")
 _ZERO = Decimal("0.00")
@@ -47,12 +47,9 @@ class LineItem(NamedTuple):
 
 
 class ChangeFee(NamedTuple):
+    """The fee of one SLS change (version), fixed by the change policy when it was made."""
+
     version: int
-    at: datetime
-    service_class: ServiceClassName
-    bandwidth_bps: int
-    principal: str
-    channel: str
     fee: Decimal
 
 
@@ -85,11 +82,20 @@ class SlaMonth:
     tariff: Tariff
     month: Span
     billable: Span | None
-    segments: tuple[ClassSegment, ...] = ()
+    usage: dict[ServiceClassName, ClassUse] = field(default_factory=dict)   # billable time per class
     change_fees: tuple[ChangeFee, ...] = ()
     policy_charges: tuple[PolicyCharge, ...] = ()
     penalties: tuple[PenaltyCredit, ...] = ()
     volumes: dict[ServiceClassName, Volume] = field(default_factory=dict)
+
+    @cached_property
+    def share(self) -> Decimal:
+        """The billable fraction of the calendar month, exactly 1 for a whole month."""
+        if self.billable is None:
+            return Decimal(0)
+        if self.billable == self.month:
+            return Decimal(1)
+        return Decimal(self.billable.ms) / Decimal(self.month.ms)
 
 
 def charge_month(m: SlaMonth) -> list[LineItem]:
@@ -97,11 +103,10 @@ def charge_month(m: SlaMonth) -> list[LineItem]:
     lines: list[LineItem] = []
     if m.billable is not None:
         lines.append(_monthly_fee(m))
-        used = ms_per_class(m.segments)
         for service_class, tariff in m.tariff.classes.items():
-            if used.get(service_class):
-                segments = [s for s in m.segments if s.service_class == service_class]
-                lines.extend(_hours_lines(m, service_class, tariff, hours(used[service_class]), segments))
+            use = m.usage.get(service_class)
+            if use is not None and use.ms:
+                lines.extend(_hours_lines(m, service_class, tariff, hours(use.ms), use.versions))
     lines.extend(_change_fee_lines(m))
     lines.extend(_policy_charge_lines(m))
     lines.extend(_penalty_lines(m))
@@ -111,9 +116,7 @@ def charge_month(m: SlaMonth) -> list[LineItem]:
 
 def share_of_month(m: SlaMonth) -> Decimal:
     """The billable fraction of the calendar month, exactly 1 for a whole month."""
-    if m.billable is None:
-        return Decimal(0)
-    return Decimal(m.billable.ms) / Decimal(m.month.ms)
+    return m.share
 
 
 def _monthly_fee(m: SlaMonth) -> LineItem:
@@ -136,10 +139,11 @@ def included_hours(tariff: ClassTariff, share: Decimal) -> Decimal | None:
 
 
 def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTariff, used: Decimal,
-                 segments: list[ClassSegment]) -> list[LineItem]:
+                 versions: tuple[int, ...]) -> list[LineItem]:
     """The class's hours: included, then each price step beyond. The first of these lines names the
-    SLS versions the hours come from (once: the lines after it share them)."""
-    sources = tuple(segment.describe() for segment in segments)
+    SLS versions the hours come from (once: the lines after it share them); `csmm invoice show`
+    describes each from the SLS history (when, who, through which interface)."""
+    sources = tuple(f"{m.sla} v{version}" for version in versions)
     allowance = included_hours(tariff, share_of_month(m))
     name = service_class.value
     if allowance is None:
@@ -152,7 +156,7 @@ def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTari
                               f"{name.title()}: {format_hours(covered)} h of {format_hours(allowance)} h included",
                               covered, "h", None, _ZERO, sources))
     beyond, counted = used - covered, Decimal(0)
-    for step, tier in enumerate(tariff.price_steps(), start=1):
+    for step, tier in enumerate(_price_steps(tariff), start=1):
         if beyond <= 0:
             break
         width = beyond if tier.up_to_hours is None else min(beyond, tier.up_to_hours - counted)
@@ -167,9 +171,14 @@ def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTari
     return lines
 
 
+@lru_cache(maxsize=256)  # a handful of tariffs, each asked for by thousands of SLAs
+def _price_steps(tariff: ClassTariff) -> tuple[PriceTier, ...]:
+    return tariff.price_steps()
+
+
 def _change_fee_lines(m: SlaMonth) -> list[LineItem]:
     """One line per fee amount (a contract's fee may change when the SLA is modified), naming
-    every change it counts."""
+    every SLS version it counts."""
     by_fee: dict[Decimal, list[ChangeFee]] = {}
     for change in m.change_fees:
         if change.fee:
@@ -177,8 +186,7 @@ def _change_fee_lines(m: SlaMonth) -> list[LineItem]:
     return [LineItem(f"{m.sla}/changes/{fee}", m.sla, "change-fee",
                      f"{len(changes)} SLS change{'s' if len(changes) > 1 else ''} at {fee} each",
                      Decimal(len(changes)), "change", fee, cents(fee * len(changes)),
-                     tuple(f"{m.sla} v{c.version} at {iso(c.at)}: {c.service_class} {format_bandwidth(c.bandwidth_bps)}"
-                           f" by {c.principal} via {c.channel}" for c in changes))
+                     tuple(f"{m.sla} v{c.version}" for c in changes))
             for fee, changes in by_fee.items()]
 
 

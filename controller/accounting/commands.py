@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -21,15 +22,18 @@ def _accounting(obj: Context) -> Accounting:
     return Accounting(obj.service)
 
 
-def _print(invoices: list[Invoice], form: str, output: Path | None = None) -> None:
+def _print(invoices: list[Invoice], form: str, output: Path | None = None,
+           notes: dict[str, str] | None = None) -> None:
+    """`notes`: what each SLS version named in the lines was (text and HTML show it)."""
+    notes = notes or {}
     if form == "json":
         text = _json([to_document(i) for i in invoices] if len(invoices) != 1 else to_document(invoices[0]))
     elif form == "csv":
         text = to_csv(invoices)
     elif form == "html":
-        text = "\n".join(to_html(i) for i in invoices)
+        text = "\n".join(to_html(i, notes) for i in invoices)
     else:
-        text = "\n\n".join(_text(i) for i in invoices)
+        text = "\n\n".join(_text(i, notes) for i in invoices)
     if output is None:
         click.echo(text.rstrip("\n"))
     else:
@@ -37,7 +41,7 @@ def _print(invoices: list[Invoice], form: str, output: Path | None = None) -> No
         click.echo(f"wrote {len(invoices)} document(s) to {output}")
 
 
-def _text(invoice: Invoice) -> str:
+def _text(invoice: Invoice, notes: dict[str, str] | None = None) -> str:
     head = {"invoice": "Invoice", "credit-note": "Credit note", "debit-note": "Debit note",
             "statement": "Statement, month to date"}[invoice.kind]
     lines = [f"{head} {invoice.number}".rstrip() + f" — {invoice.customer_name} ({invoice.customer}), {invoice.month}"]
@@ -45,7 +49,8 @@ def _text(invoice: Invoice) -> str:
         lines.append(f"corrects {invoice.refers_to}")
     for line in invoice.lines:
         lines.append(f"  {line.sla:<16} {line.description:<78} {line.amount:>10}")
-        lines.extend(f"  {'':<16}   {source}" for source in line.sources)
+        lines.extend(f"  {'':<16}   {source}" + (f": {notes[source]}" if notes and source in notes else "")
+                     for source in line.sources)
     lines.append(f"  {'subtotal':<95} {invoice.subtotal:>10}")
     lines.append(f"  {invoice.tax_name + ' ' + str(invoice.tax_percent) + ' %':<95} {invoice.tax:>10}")
     lines.append(f"  {'total ' + invoice.currency:<95} {invoice.total:>10}")
@@ -65,14 +70,17 @@ def invoice_group() -> None:
 
 @invoice_group.command("issue")
 @click.option("--month", required=True, help="The month to bill, e.g. 2026-11 (it must have ended).")
+@click.option("--quiet", is_flag=True, help="Print only the summary line, not one line per invoice.")
 @pass_context
 @refusals_to_exit
-def invoice_issue(obj: Context, month: str) -> None:
-    """Issue the month's invoice of every customer not yet invoiced for it; announces month.closed."""
+def invoice_issue(obj: Context, month: str, quiet: bool) -> None:
+    """Issue the month's invoice of every customer not yet invoiced for it; announces month.closed.
+    Running it again issues only what is missing."""
     issued = _accounting(obj).issue_month(obj.principal, month)
-    for invoice in issued:
-        click.echo(f"{invoice.number}  {invoice.customer:<20} {invoice.total:>12} {invoice.currency}")
-    click.echo(f"issued {len(issued)} invoice(s) for {month}")
+    if not quiet:
+        click.echo("\n".join(f"{i.number}  {i.customer:<20} {i.total:>12} {i.currency}" for i in issued))
+    total = sum((i.total for i in issued), Decimal("0.00"))
+    click.echo(f"issued {len(issued)} invoice(s) for {month}, {total} {obj.service.catalog.currency} before notes")
 
 
 @invoice_group.command("list")
@@ -101,7 +109,9 @@ def invoice_list(obj: Context, customer: str | None, month: str | None, as_json:
 @refusals_to_exit
 def invoice_show(obj: Context, number: str, form: str, output: Path | None) -> None:
     """One issued invoice or note, with the SLS changes and records behind each line."""
-    _print([_accounting(obj).invoice(obj.principal, number)], form, output)
+    accounting = _accounting(obj)
+    invoice = accounting.invoice(obj.principal, number)
+    _print([invoice], form, output, accounting.version_notes(obj.principal, invoice))
 
 
 @invoice_group.command("preview")
@@ -118,7 +128,7 @@ def invoice_preview(obj: Context, customer: str, month: str | None, form: str, o
         document = accounting.statement(obj.principal, customer)
     else:
         document = accounting.compute(obj.principal, customer, month)
-    _print([document], form, output)
+    _print([document], form, output, accounting.version_notes(obj.principal, document))
 
 
 @invoice_group.command("export")

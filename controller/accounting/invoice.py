@@ -12,15 +12,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from controller.accounting.charging import LineItem, cents
@@ -103,7 +103,7 @@ def to_document(invoice: Invoice) -> dict[str, Any]:
         "lines": [{"key": line.key, "sla": line.sla, "kind": line.kind, "description": line.description,
                    "quantity": str(line.quantity), "unit": line.unit,
                    "unit_price": None if line.unit_price is None else str(line.unit_price),
-                   "amount": str(line.amount), "sources": list(line.sources)} for line in invoice.lines],
+                   "amount": str(line.amount), "sources": line.sources} for line in invoice.lines],
         "subtotal": str(invoice.subtotal), "tax_name": invoice.tax_name, "tax_percent": str(invoice.tax_percent),
         "tax": str(invoice.tax), "total": str(invoice.total),
     }
@@ -121,9 +121,13 @@ def from_document(data: dict[str, Any]) -> Invoice:
 
 
 def canonical_json(document: dict[str, Any]) -> str:
-    """Compact JSON in the document's own key order: `to_document` always builds the same order,
-    and a stored document read back keeps it, so equal documents give equal texts."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    """Compact UTF-8 JSON in the document's own key order: `to_document` always builds the same
+    order, and a stored document read back keeps it, so equal documents give equal texts."""
+    return orjson.dumps(document).decode()
+
+
+def parse_json(text: str) -> dict[str, Any]:
+    return orjson.loads(text)  # type: ignore[no-any-return]
 
 
 def digest(document: dict[str, Any] | str) -> str:
@@ -176,11 +180,13 @@ def to_csv(invoices: Sequence[Invoice]) -> str:
 _environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html"]))
 
 
-def to_html(invoice: Invoice) -> str:
-    """A printable page (A4 in the print stylesheet); every text is escaped."""
+def to_html(invoice: Invoice, notes: dict[str, str] | None = None) -> str:
+    """A printable page (A4 in the print stylesheet); every text is escaped. `notes` describe the
+    SLS versions the lines name."""
     titles = {INVOICE: "Invoice", CREDIT_NOTE: "Credit note", DEBIT_NOTE: "Debit note",
               STATEMENT: "Statement (month to date, not an invoice)"}
-    return _environment.get_template("invoice.html").render(invoice=invoice, title=titles[invoice.kind], iso=iso)
+    return _environment.get_template("invoice.html").render(invoice=invoice, title=titles[invoice.kind], iso=iso,
+                                                            notes=notes or {})
 
 
 def _time(text: str) -> datetime:

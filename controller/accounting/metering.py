@@ -9,7 +9,6 @@ until it was deinstalled or its validity ended. Times are whole milliseconds, as
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from typing import NamedTuple
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -17,7 +16,6 @@ from decimal import Decimal
 from controller.domain.catalog import ServiceClassName
 from controller.domain.errors import InvalidValue
 from controller.domain.sls import SlsHistoryEntry
-from controller.domain.units import format_bandwidth
 
 UTC = timezone.utc
 MS_PER_HOUR = 3_600_000
@@ -49,18 +47,21 @@ class ClassSegment(NamedTuple):
     span: Span
     principal: str
     channel: str
-
-    @property
-    def ms(self) -> int:
-        return self.span.ms
+    ms: int          # the span's length, computed once
 
     def describe(self) -> str:
         """The SLS change behind this time, as an invoice names it."""
-        ms = self.span.ms
-        length = str(ms // MS_PER_HOUR) if ms % MS_PER_HOUR == 0 else format_hours(hours(ms))
-        return (f"{self.sla} v{self.version} {self.service_class} {format_bandwidth(self.bandwidth_bps)} "
-                f"{iso(self.span.start)} to {iso(self.span.end)} ({length} h), "
+        return (f"{self.sla} v{self.version} {self.service_class} {iso(self.span.start)} to {iso(self.span.end)}, "
                 f"set by {self.principal} via {self.channel}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since 1970 (sub-millisecond parts dropped): the one clock metering uses, in
+    Python and in SQL (controller.accounting.service reads times as these integers)."""
+    return milliseconds(moment - _EPOCH)
 
 
 def milliseconds(delta: timedelta) -> int:
@@ -77,12 +78,11 @@ def format_hours(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-@lru_cache(maxsize=1 << 16)  # each change time is written up to three times on an invoice
 def iso(moment: datetime) -> str:
+    """2026-11-03T08:00:00Z (whole seconds, UTC)."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:" \
-           f"{moment.second:02d}Z"
+    return moment.isoformat(timespec="seconds")[:-6] + "Z"
 
 
 # ------------------------------------------------------------------------------------------ months
@@ -147,12 +147,41 @@ def class_segments(sla: str, history: Sequence[SlsHistoryEntry], span: Span | No
         end = min(following.effective_from, span.end) if following is not None else span.end
         if end > start:
             segments.append(ClassSegment(sla, entry.version, entry.service_class, entry.bandwidth_bps,
-                                         Span(start, end), entry.principal, str(entry.channel)))
+                                         Span(start, end), entry.principal, str(entry.channel),
+                                         epoch_ms(end) - epoch_ms(start)))
     return segments
+
+
+class ClassUse(NamedTuple):
+    """An SLA's billable time in one class over a period, and the SLS versions it came from."""
+
+    ms: int
+    versions: tuple[int, ...]
+
+
+def class_usage(history: Sequence[tuple[int, ServiceClassName, int]],
+                span: Span | None) -> dict[ServiceClassName, ClassUse]:
+    """What `class_segments` gives, summed per class, in integer milliseconds and without an
+    object per segment: billing runs this for every SLA of a month.
+    `history`: (version, class, effective_from as epoch_ms), in version order."""
+    if span is None:
+        return {}
+    ms: dict[ServiceClassName, int] = {}
+    versions: dict[ServiceClassName, list[int]] = {}
+    first, last = epoch_ms(span.start), epoch_ms(span.end)
+    count = len(history)
+    for i, (version, service_class, effective_from) in enumerate(history):
+        start = effective_from if effective_from > first else first
+        following = history[i + 1][2] if i + 1 < count else last
+        end = following if following < last else last
+        if end > start:
+            ms[service_class] = ms.get(service_class, 0) + end - start
+            versions.setdefault(service_class, []).append(version)
+    return {c: ClassUse(ms[c], tuple(versions[c])) for c in ms}
 
 
 def ms_per_class(segments: Iterable[ClassSegment]) -> dict[ServiceClassName, int]:
     totals = dict.fromkeys(ServiceClassName, 0)
     for segment in segments:
-        totals[segment.service_class] += milliseconds(segment.span.end - segment.span.start)
+        totals[segment.service_class] += segment.ms
     return totals

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from controller.accounting.charging import included_hours, share_of_month
-from controller.accounting.metering import hours, month_name, month_of, ms_per_class
+from controller.accounting.metering import hours, month_name, month_of
 from controller.accounting.service import Accounting
 from controller.domain.checks import require_domain_manager
 from controller.domain.errors import InvalidValue, NotFound
@@ -321,13 +321,13 @@ class PolicyRunner:
 
 
 def _usage_happenings(session: Session, customer: str, m: Any, month: str) -> Iterable[tuple[Happening, str]]:
-    used = ms_per_class(m.segments)
     share = share_of_month(m)
     for service_class, tariff in m.tariff.classes.items():
         allowance = included_hours(tariff, share)
-        if not used.get(service_class) or not allowance:
+        use = m.usage.get(service_class)
+        if use is None or not use.ms or not allowance:
             continue
-        spent = hours(used[service_class])
+        spent = hours(use.ms)
         key = f"metering {month} {m.sla} {service_class.value}"
         notified = session.scalar(select(func.count()).select_from(NotificationRow)
                                   .where(NotificationRow.event_key == key)) or 0

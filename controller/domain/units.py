@@ -55,6 +55,7 @@ def to_cents(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value(rounding=ROUND_HALF_UP))
 
 
+@lru_cache(maxsize=4096)  # fees and prices: a handful of distinct amounts, read by the hundred thousand
 def from_cents(cents: int) -> Decimal:
     return (Decimal(cents) / 100).quantize(Decimal("0.01"))
 

@@ -43,11 +43,11 @@ def test_csmm_issues_the_seed_examples_invoices_naming_the_sls_changes_behind_ea
     refused = at(db, "2026-11-30T23:00:00Z", "invoice", "issue", "--month", "2026-11", check=False)
     assert refused.returncode == 3 and "has not ended" in refused.stderr
     out = at(db, "2026-12-01T01:00:00Z", "invoice", "issue", "--month", "2026-11").stdout
-    assert "issued 5 invoice(s) for 2026-11" in out
+    assert "issued 5 invoice(s) for 2026-11" in out and "INV-2026-11-000001  acme" in out
     issued = numbers(db)
     acme = run(db, "invoice", "show", issued["acme"]).stdout
     assert "Gold: 4 h beyond the included hours at 2.00/h" in acme and "8.00" in acme
-    assert "acme-hq v2 gold 2 Mbit/s 2026-11-03T08:00:00Z to 2026-11-03T22:00:00Z (14 h), set by customer:acme " \
+    assert "acme-hq v2: gold 2 Mbit/s from 2026-11-03T08:00:00Z until 2026-11-03T22:00:00Z, set by customer:acme " \
            "via cli" in acme
     assert "total USD" in acme and "158.20" in acme
     initech = json.loads(run(db, "invoice", "show", issued["initech"], "--format", "json").stdout)

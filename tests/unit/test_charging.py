@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.accounting.charging import SlaMonth, charge_month
-from controller.accounting.metering import (Span, billable_span, class_segments, hours, milliseconds, months_in,
-                                            ms_per_class, parse_month)
+from controller.accounting.metering import (Span, billable_span, class_segments, class_usage, epoch_ms, hours,
+                                            milliseconds, months_in, ms_per_class, parse_month)
 from controller.domain.catalog import ClassTariff, PriceTier, ServiceClassName, Tariff
 from controller.domain.principal import Channel
 from controller.domain.sls import SlsHistoryEntry
@@ -28,8 +28,12 @@ def entry(version: int, service_class: ServiceClassName, at: datetime) -> SlsHis
     return SlsHistoryEntry(1, version, service_class, 1_000_000, at, "customer:acme", Channel.CLI, Decimal(0))
 
 
+def points(history: list[SlsHistoryEntry]) -> list:  # type: ignore[type-arg]
+    return [(e.version, e.service_class, epoch_ms(e.effective_from)) for e in history]
+
+
 def month_of_history(history: list[SlsHistoryEntry], tariff: Tariff = BUSINESS, month: Span = NOVEMBER) -> SlaMonth:
-    return SlaMonth("acme-hq", "gsb-business", tariff, month, month, tuple(class_segments("acme-hq", history, month)))
+    return SlaMonth("acme-hq", "gsb-business", tariff, month, month, class_usage(points(history), month))
 
 
 def hours_lines(lines, service_class: ServiceClassName) -> list:  # type: ignore[no-untyped-def]
@@ -49,7 +53,8 @@ def test_charged_hours_add_up_to_the_hours_in_each_class(changes: list[tuple[Ser
     for version, ((service_class, _), offset) in enumerate(zip(changes, moments), start=2):
         history.append(entry(version, service_class, start + timedelta(milliseconds=offset)))
     m = month_of_history(history)
-    used = ms_per_class(m.segments)
+    used = ms_per_class(class_segments("acme-hq", history, NOVEMBER))    # the model, segment by segment
+    assert {c: use.ms for c, use in m.usage.items()} == {c: ms for c, ms in used.items() if ms}
     assert sum(used.values()) == NOVEMBER.ms
     lines = charge_month(m)
     for service_class in ServiceClassName:

@@ -13,7 +13,6 @@ import os
 import re
 from dataclasses import dataclass
 
-import asyncssh
 from sqlalchemy import delete, select
 
 from controller.domain.checks import require_domain_manager
@@ -125,6 +124,8 @@ class NetconfAccess:
 
 
 def _openssh_key(text: str) -> str:
+    import asyncssh  # here, not at the top: every `csmm` command imports this module
+
     try:
         key = asyncssh.import_public_key(text.strip())
     except (asyncssh.KeyImportError, ValueError) as exc:
