@@ -30,7 +30,7 @@ from controller.accounting import invoice as documents
 from controller.accounting.charging import (ChangeFee, PenaltyCredit, PolicyCharge, SlaMonth, Volume, charge_month,
                                             included_hours, share_of_month)
 from controller.accounting.invoice import Invoice
-from controller.accounting.parallel import compute_in_parallel
+from controller.accounting.parallel import issue_in_parallel
 from controller.accounting.metering import (UTC, Span, billable_span, class_usage, epoch_ms, hours, iso,
                                             month_name, month_of, parse_month)
 from controller.accounting.usage import ImportResult, UsageRecord, import_records, parse_record
@@ -139,9 +139,10 @@ class Accounting:
         announce month.closed. Refused while the month is still running.
 
         The documents are computed outside any write transaction, on every CPU when there are
-        many and the process may fork, and stored a chunk at a time (each chunk all or nothing):
-        SLS changes are never held up for long. A run cut short leaves whole invoices only, and
-        running it again issues the rest; a customer invoiced meanwhile keeps its invoice."""
+        many and the process may fork (controller.accounting.parallel), and stored a chunk at a
+        time (each chunk all or nothing): SLS changes are never held up for long. A run cut short
+        leaves whole invoices only, and running it again issues the rest; a customer invoiced
+        meanwhile keeps its invoice."""
         require_domain_manager(principal, "issue invoices")
         month = parse_month(month_text)
         now = self.service.clock()
@@ -150,15 +151,8 @@ class Accounting:
                            "use a statement for the month to date", field="month", value=month_text)
         with self.database.read() as session:
             pending = sorted(set(session.scalars(select(SlaRow.customer_id))) - _invoiced(session, month_text))
-        issued: list[Issued] = []
-        for chunk in compute_in_parallel(self, month_text, now, pending):
-            with self.service.transaction(principal) as tx:
-                done = _invoiced(tx.session, month_text, [row["customer_id"] for _, row in chunk])
-                fresh = [(customer, row) for customer, row in chunk if row["customer_id"] not in done]
-                for start in range(0, len(fresh), 5000):
-                    tx.session.execute(insert(InvoiceRow.__table__), [row for _, row in fresh[start:start + 5000]])
-            issued.extend(Issued(row["number"], customer, from_cents(row["total_cents"]), row["currency"])
-                          for customer, row in fresh)
+        issued = [Issued(number, customer, from_cents(total), currency)
+                  for number, customer, total, currency in issue_in_parallel(self, principal, month_text, now, pending)]
         with self.service.transaction(principal) as tx:
             # month.closed once per month, even if a run cut short is run again
             if tx.session.get(AccountingMarkRow, f"closed {month_text}") is None:
@@ -168,20 +162,27 @@ class Accounting:
         issued.sort(key=lambda i: i.number)
         return issued
 
-    def issue_documents(self, month_text: str, at: datetime, customers: Collection[int],
-                        id_range: tuple[int, int] | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """(customer name, row to store) of the month's invoice of each of `customers`, numbered,
-        not stored; `id_range` bounds what is read. A customer with nothing billable gets none."""
+    def issue_chunk(self, principal: Principal, month_text: str, at: datetime, customers: Collection[int],
+                    id_range: tuple[int, int] | None = None) -> list[tuple[str, str, int, str]]:
+        """Compute and store, in one transaction, the month's invoice of each of `customers` that
+        has something billable and no invoice yet; `id_range` bounds what is read. Returns
+        (number, customer, total in cents, currency) of each."""
         month = parse_month(month_text)
-        with without_cycle_collection(), self.database.read() as session:
-            loaded = self.load_month(session, month, at, customer_range=id_range)
-            out = []
+        with without_cycle_collection():
+            with self.database.read() as session:
+                loaded = self.load_month(session, month, at, customer_range=id_range)
+            rows = []
             for customer_id, customer in sorted(loaded.items()):
                 if customer_id in customers and _billed(customer):
                     number = invoice_number(month_text, customer_id)
                     invoice = self._document(customer, month, documents.INVOICE, number, at)
-                    out.append((customer.name, _row(invoice, customer_id, 0, None)))
-        return out
+                    rows.append((customer.name, _row(invoice, customer_id, 0, None)))
+        with self.service.transaction(principal) as tx:
+            done = _invoiced(tx.session, month_text, [row["customer_id"] for _, row in rows])
+            fresh = [(customer, row) for customer, row in rows if row["customer_id"] not in done]
+            for start in range(0, len(fresh), 5000):
+                tx.session.execute(insert(InvoiceRow.__table__), [row for _, row in fresh[start:start + 5000]])
+        return [(row["number"], customer, row["total_cents"], row["currency"]) for customer, row in fresh]
 
     def invoices(self, principal: Principal, customer: str | None = None, month: str | None = None) -> list[Invoice]:
         query = self._visible_invoices(principal).order_by(InvoiceRow.id)
@@ -391,7 +392,8 @@ class Accounting:
             operational, deinstalled = starts.get(sla_id, (None, None))
             # The fee and included hours are the month's (as the contract stands); usage runs to `until`.
             span = billable_span(month, valid_from, valid_until, operational, deinstalled)
-            so_far = billable_span(month, valid_from, valid_until, operational, deinstalled, until=until)
+            so_far = span if until is None else billable_span(month, valid_from, valid_until, operational,
+                                                              deinstalled, until=until)
             m = SlaMonth(name, offering, _tariff(tariff), month, span,
                          class_usage(history.get(sla_id, []), so_far),
                          tuple(fees.get(sla_id, ())), tuple(charges.get(sla_id, ())),
@@ -407,7 +409,7 @@ class Accounting:
                  .join(CustomerRow, CustomerRow.id == SlaRow.customer_id).order_by(SlaRow.id))
         if chosen is not None:
             query = query.where(chosen)
-        return {row[0]: tuple(row[1:]) for row in session.execute(query).all()}
+        return {row[0]: tuple(row[1:]) for row in session.connection().execute(query).all()}
 
     def _document(self, customer: _Customer, month: Span, kind: str, number: str, at: datetime) -> Invoice:
         lines = tuple(line for m in customer.slas for line in charge_month(m))
@@ -439,10 +441,11 @@ def _state_times(session: Session, sla_ids: Any,
                  as_of: datetime) -> dict[int, tuple[datetime | None, datetime | None]]:
     """When each SLA first became operational and when it was deinstalled."""
     t = SlaStateChangeRow.__table__.c
-    rows = session.execute(select(t.sla_id, t.to_state, func.min(t.at))
-                           .where(t.to_state.in_([LifecycleState.OPERATIONAL.value, LifecycleState.DEINSTALLED.value]),
-                                  t.at <= as_of, _in(t.sla_id, sla_ids))
-                           .group_by(t.sla_id, t.to_state))
+    query = (select(t.sla_id, t.to_state, func.min(t.at))
+             .where(t.to_state.in_([LifecycleState.OPERATIONAL.value, LifecycleState.DEINSTALLED.value]),
+                    t.at <= as_of, _in(t.sla_id, sla_ids))
+             .group_by(t.sla_id, t.to_state))
+    rows = session.connection().execute(query)
     out: dict[int, list[datetime | None]] = {}
     for sla_id, state, at in rows:
         slot = out.setdefault(sla_id, [None, None])
@@ -466,7 +469,8 @@ def _history(session: Session, month: Span, as_of: datetime,
     history: dict[int, list[tuple[int, ServiceClassName, int]]] = defaultdict(list)
     fees: dict[int, list[ChangeFee]] = defaultdict(list)
     start = epoch_ms(month.start)
-    rows = session.execute(select(first.union_all(later).subquery()).order_by("sla_id", "version")).all()
+    # Core, not the ORM session: the ORM's row loading costs as much as the query itself here.
+    rows = session.connection().execute(select(first.union_all(later).subquery()).order_by("sla_id", "version")).all()
     for sla_id, version, service_class, at, fee in rows:
         history[sla_id].append((version, _CLASSES[service_class], at))
         if fee and at >= start:
@@ -487,9 +491,9 @@ def _epoch_ms(session: Session, column: Any) -> Any:
 def _charges(session: Session, month: Span, as_of: datetime,
              sla_ids: Any) -> dict[int, list[PolicyCharge]]:
     c = ChargeRow.__table__.c
-    rows = session.execute(select(c.sla_id, c.id, c.at, c.amount_cents, c.text, c.policy, c.event_key)
-                           .where(c.at >= month.start, c.at < month.end, c.at <= as_of, _in(c.sla_id, sla_ids))
-                           .order_by(c.id))
+    query = (select(c.sla_id, c.id, c.at, c.amount_cents, c.text, c.policy, c.event_key)
+             .where(c.at >= month.start, c.at < month.end, c.at <= as_of, _in(c.sla_id, sla_ids)).order_by(c.id))
+    rows = session.connection().execute(query)
     out: dict[int, list[PolicyCharge]] = defaultdict(list)
     for sla_id, id_, at, cents_, text_, policy, event_key in rows:
         out[sla_id].append(PolicyCharge(id_, _utc(at), from_cents(cents_), text_, policy, event_key))
@@ -499,8 +503,9 @@ def _charges(session: Session, month: Span, as_of: datetime,
 def _penalties(session: Session, month: Span, as_of: datetime,
                sla_ids: Any) -> dict[int, list[PenaltyCredit]]:
     p = PenaltyCreditRow.__table__.c
-    rows = session.execute(select(p.sla_id, p.amount_cents, p.reason)
-                           .where(p.month == month.start, p.created_at <= as_of, _in(p.sla_id, sla_ids)).order_by(p.id))
+    query = (select(p.sla_id, p.amount_cents, p.reason)
+             .where(p.month == month.start, p.created_at <= as_of, _in(p.sla_id, sla_ids)).order_by(p.id))
+    rows = session.connection().execute(query)
     out: dict[int, list[PenaltyCredit]] = defaultdict(list)
     for sla_id, cents_, reason in rows:
         out[sla_id].append(PenaltyCredit(from_cents(cents_), reason))
@@ -511,10 +516,11 @@ def _volumes(session: Session, month: Span, as_of: datetime,
              sla_ids: Any) -> dict[int, dict[ServiceClassName, Volume]]:
     """Usage records attributed to the month their interval starts in."""
     u = UsageRecordRow.__table__.c
-    rows = session.execute(select(u.sla_id, u.service_class, func.sum(u.octets), func.sum(u.packets), func.count())
-                           .where(u.flow_start_ms >= _ms(month.start), u.flow_start_ms < _ms(month.end),
-                                  u.recorded_at <= as_of, _in(u.sla_id, sla_ids))
-                           .group_by(u.sla_id, u.service_class))
+    query = (select(u.sla_id, u.service_class, func.sum(u.octets), func.sum(u.packets), func.count())
+             .where(u.flow_start_ms >= _ms(month.start), u.flow_start_ms < _ms(month.end), u.recorded_at <= as_of,
+                    _in(u.sla_id, sla_ids))
+             .group_by(u.sla_id, u.service_class))
+    rows = session.connection().execute(query)
     out: dict[int, dict[ServiceClassName, Volume]] = defaultdict(dict)
     for sla_id, service_class, octets, packets, count in rows:
         out[sla_id][_CLASSES[service_class]] = Volume(int(octets), int(packets), int(count))

@@ -80,6 +80,13 @@ class Database:
     def engine(self) -> Engine:
         return self._writer
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pooled connections (without closing them, they
+        are the parent's) so the child opens its own."""
+        self._writer.dispose(close=False)
+        if self._reader is not self._writer:
+            self._reader.dispose(close=False)
+
     def dispose(self) -> None:
         self._writer.dispose()
         if self._reader is not self._writer:
