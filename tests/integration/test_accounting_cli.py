@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,47 @@ def test_a_replayed_change_dated_before_the_sls_in_effect_is_refused(billed_mont
     assert refused.returncode == 3 and "time cannot run backwards" in refused.stderr
     served = at(billed_month, "2026-11-04T00:00:00Z", "serve", "--no-agents", check=False)
     assert served.returncode == 2 and "runs on the real clock" in served.stderr
+
+
+def test_invoices_computed_by_forked_workers_equal_the_ones_computed_in_process(billed_month: str,
+                                                                                tmp_path: Path) -> None:
+    # A copy of the month, invoiced once in-process and once by workers (the threshold lowered
+    # so that the five demo customers are split between them), in fresh processes as `csmm` is.
+    copy = tmp_path / "copy.sqlite3"
+    source = Path(billed_month.removeprefix("sqlite:///"))
+    copy.write_bytes(source.read_bytes())
+    script = """
+import sys
+from datetime import datetime, timezone
+from controller.accounting import parallel
+from controller.accounting.service import Accounting
+from controller.domain.catalog import load_catalog
+from controller.domain.principal import DOMAIN_MANAGER
+from controller.service.layer import ServiceLayer
+from controller.store.database import Database
+import os
+parallel.PARALLEL_FROM = int(sys.argv[2])
+original = parallel._issue
+def issue(task):
+    print(f"chunk in process {os.getpid()}", file=sys.stderr)
+    return original(task)
+parallel._issue = issue
+at = datetime(2026, 12, 1, 1, tzinfo=timezone.utc)
+service = ServiceLayer(Database(sys.argv[1]), load_catalog(), clock=lambda: at)
+issued = Accounting(service).issue_month(DOMAIN_MANAGER, "2026-11")
+print(len(issued), os.getpid())
+"""
+    runs = [subprocess.run([sys.executable, "-c", script, url, threshold], capture_output=True, text=True, check=True)
+            for url, threshold in ((billed_month, "1000"), (f"sqlite:///{copy}", "2"))]
+    assert [run.stdout.split()[0] for run in runs] == ["5", "5"]
+    assert "chunk in process" not in runs[0].stderr
+    workers_seen = {line.split()[-1] for line in runs[1].stderr.splitlines() if line.startswith("chunk in process")}
+    assert workers_seen and runs[1].stdout.split()[1] not in workers_seen   # forked workers did it
+    def listed(url: str) -> dict[str, str]:
+        return {i["number"]: i["total"] for i in json.loads(run(url, "invoice", "list", "--json").stdout)}
+    in_process, workers = listed(billed_month), listed(f"sqlite:///{copy}")
+    assert in_process == workers and len(workers) == 5
+    for number in workers:
+        a = json.loads(run(billed_month, "invoice", "show", number, "--format", "json").stdout)
+        b = json.loads(run(f"sqlite:///{copy}", "invoice", "show", number, "--format", "json").stdout)
+        assert a == b
