@@ -24,15 +24,14 @@ import click
 
 from controller import __version__
 from controller.config import Settings, open_service
-from controller.domain.catalog import (DEFAULT_CATALOG, Catalog, ClassBounds, ClassTariff, ServiceClassName,
+from controller.domain.catalog import (DEFAULT_CATALOG, ClassBounds, ClassTariff, ServiceClassName,
                                      load_catalog)
-from controller.domain.conformance import Conformance
 from controller.domain.errors import CsmmError
 from controller.domain.principal import Channel, Principal
-from controller.domain.sla import Attachment, CustomerKind, LifecycleState, Sla
-from controller.domain.sls import Sls
+from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
 from controller.service.layer import ServiceLayer, SlaSpec
+from controller.service.views import conformance_view, sla_view, sls_view
 from controller.store import migrate
 from controller.store.database import DEFAULT_URL, Database
 
@@ -328,7 +327,7 @@ def sla_list(obj: Context, customer: str | None, as_json: bool) -> None:
     """List the SLAs the principal may see."""
     slas = obj.service.list_slas(obj.principal, customer)
     if as_json:
-        click.echo(_json([_sla_dict(s) for s in slas]))
+        click.echo(_json([sla_view(s) for s in slas]))
         return
     click.echo(f"{'id':>6} {'sla':<24} {'customer':<20} {'offering':<14} {'state':<17} attachment")
     for s in slas:
@@ -346,7 +345,7 @@ def sla_show(obj: Context, sla_ref: str, as_json: bool) -> None:
     """Show one SLA in full (by name or numeric id)."""
     s = obj.service.get_sla(obj.principal, _ref(sla_ref))
     if as_json:
-        click.echo(_json(_sla_dict(s)))
+        click.echo(_json(sla_view(s)))
         return
     t = s.terms
     click.echo(f"SLA {s.name} (id {s.id}) of {s.customer_kind.value} {s.customer}: {t.offering}, {s.state.value}")
@@ -474,7 +473,7 @@ def sls_list(obj: Context, customer: str | None = None, as_json: bool = False) -
     """List the SLSs in effect that the principal may see."""
     rows = obj.service.list_sls(obj.principal, customer)
     if as_json:
-        click.echo(_json([{"sla": s.name, "customer": s.customer, **_sls_dict(v)} for s, v in rows]))
+        click.echo(_json([{"sla": s.name, "customer": s.customer, **sls_view(v)} for s, v in rows]))
         return
     click.echo(f"{'sla':<24} {'customer':<20} {'class':<7} {'bandwidth':>12} {'ver':>4}  last change")
     for s, v in rows:
@@ -492,7 +491,7 @@ def sls_show(obj: Context, sla_ref: str, as_json: bool) -> None:
     v = obj.service.get_sls(obj.principal, _ref(sla_ref))
     nxt = obj.service.next_change_allowed(obj.principal, _ref(sla_ref))
     if as_json:
-        click.echo(_json({**_sls_dict(v), "next_change_allowed": nxt}))
+        click.echo(_json({**sls_view(v), "next_change_allowed": nxt}))
         return
     click.echo(f"{v.service_class.value} {format_bandwidth(v.bandwidth_bps)} (version {v.version}, "
                f"changed {v.changed_at.isoformat(timespec='seconds')} by {v.changed_by} via {v.channel.value}); "
@@ -604,7 +603,7 @@ def conformance_cmd(obj: Context, customer: str | None, as_json: bool) -> None:
     rows = obj.service.list_sls(obj.principal, customer)
     catalog = obj.service.catalog
     if as_json:
-        click.echo(_json([_conformance_dict(sla, sls, measured.get(sla.id), catalog) for sla, sls in rows]))
+        click.echo(_json([conformance_view(sla, sls, measured.get(sla.id), catalog) for sla, sls in rows]))
         return
     click.echo(f"{'sla':<20} {'state':<11} {'SLS':<16} {'throughput':>11} {'loss ppm (bound)':>17} "
                f"{'availability (objective)':>25} {'longest outage':>15}  violations")
@@ -621,19 +620,6 @@ def conformance_cmd(obj: Context, customer: str | None, as_json: bool) -> None:
                    f"{loss:>17} {availability + f' ({objective.objective_percent} %)':>25} "
                    f"{'-' if c is None else format_duration(c.longest_outage_s):>15}  "
                    f"{' '.join(c.violations) if c and c.violations else '-'}")
-
-
-def _conformance_dict(sla: Sla, sls: Sls, c: Conformance | None, catalog: Catalog) -> dict[str, object]:
-    bound = catalog.classes[sls.service_class].loss_ratio
-    return {"sla": sla.name, "sla_id": sla.id, "customer": sla.customer, "state": c.state if c else "unknown",
-            "sls": _sls_dict(sls), "loss_bound_ppm": None if bound is None else round(bound * 1_000_000),
-            "availability_objective_percent": str(sla.terms.availability.objective_percent),
-            "max_outage_s": sla.terms.availability.max_outage_s,
-            "measured": None if c is None else {
-                "at": c.measured_at.isoformat() if c.measured_at else None, "interval_s": c.interval_s,
-                "throughput_bps": c.throughput_bps, "offered_bps": c.offered_bps, "loss_ppm": c.loss_ppm,
-                "month": c.month.isoformat(), "availability_percent": str(c.availability_percent),
-                "longest_outage_s": c.longest_outage_s, "violations": list(c.violations)}}
 
 
 @cli.command("agents")
@@ -859,23 +845,6 @@ def _ref(text: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
-def _sla_dict(s: Sla) -> dict[str, Any]:
-    t = s.terms
-    return {
-        "id": s.id, "name": s.name, "customer": s.customer, "customer_kind": s.customer_kind, "state": s.state,
-        "offering": t.offering, "attachment": asdict(t.attachment),
-        "bounds": {c.value: b.model_dump() for c, b in t.bounds.items()},
-        "tariff": t.tariff.model_dump(mode="json"),
-        "change_policy": t.change_policy.model_dump(mode="json", by_alias=True),
-        "availability": t.availability.model_dump(mode="json", by_alias=True),
-        "valid_from": t.valid_from, "valid_until": t.valid_until, "path": list(s.path)}
-
-
-def _sls_dict(v: Any) -> dict[str, Any]:
-    return {"class": v.service_class, "bandwidth_bps": v.bandwidth_bps, "version": v.version,
-            "changed_at": v.changed_at, "changed_by": v.changed_by, "channel": v.channel}
-
-
 def _json(data: Any, indent: int | None = 2) -> str:
     def default(value: Any) -> Any:
         if isinstance(value, datetime):
@@ -894,10 +863,11 @@ from controller.accounting.commands import (invoice_group, notifications_cmd, po
                                             report_group, usage_group)
 from controller.northbound.netconf.commands import netconf_group  # noqa: E402
 from controller.northbound.snmp.commands import snmp_group  # noqa: E402
+from controller.northbound.web.commands import api_group  # noqa: E402
 
 cli.add_command(snmp_group)
 cli.add_command(netconf_group)
-for _command in (invoice_group, usage_group, report_group, policy_group, notifications_cmd):
+for _command in (invoice_group, usage_group, report_group, policy_group, notifications_cmd, api_group):
     cli.add_command(_command)
 
 

@@ -1,9 +1,9 @@
 """The controller process (`csmm serve`): one asyncio loop hosting the adapters.
 
 Today: the southbound gRPC server for router agents, the SNMP agent (SNMPv3, CSM-MIB), the
-NETCONF server, the accounting policies' enforcement, an HTTP endpoint with `/healthz` and the
-Prometheus `/metrics`, and a log line for every event the service layer emits. The web portal
-plugs in here as it lands.
+NETCONF server, the accounting policies' enforcement, an HTTP endpoint with `/healthz`, the
+Prometheus `/metrics` and the REST API (`/api/v1`), and a log line for every event the service
+layer emits. The web portal plugs in here as it lands.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from controller.accounting.service import Accounting
 from controller.domain.principal import DOMAIN_MANAGER
 from controller.northbound.netconf.server import NetconfServer, NetconfSettings
 from controller.northbound.snmp.agent import SnmpAgent, SnmpSettings
+from controller.northbound.web.api import add_api
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
 from controller.southbound.metrics import SouthboundCollector
@@ -53,6 +54,7 @@ def http_app(service: ServiceLayer, southbound: Southbound | None = None) -> web
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    add_api(app, service)
     return app
 
 

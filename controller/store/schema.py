@@ -405,8 +405,21 @@ class AccountingMarkRow(Base):
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+# ------------------------------------------------------------------------------------- REST northbound
+
+class ApiTokenRow(Base):
+    """A bearer token of the REST API: a customer's (or peer's) software, or the domain manager's
+    (customer_id NULL). Only the SHA-256 of the token is kept; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
            "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
            "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "NetconfUserRow", "ConformanceRow", "PenaltyCreditRow",
            "UsageRecordRow", "ChargeRow", "NotificationRow", "InvoiceRow", "AccountingPolicyRow", "AccountingMarkRow",
-           "UtcDateTime"]
+           "ApiTokenRow", "UtcDateTime"]

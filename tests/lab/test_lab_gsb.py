@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -415,6 +416,14 @@ def _tc_sent_bytes(gsb: Gsb, router: str, device: str, leaf: str) -> tuple[int, 
     return int(re.search(r"Sent (\d+) bytes", shown).group(1)), time.monotonic()   # type: ignore[union-attr]
 
 
+def _rest_conformance(gsb: Gsb, token: str, sla: str) -> dict:  # type: ignore[type-arg]
+    """A customer's conformance through the REST API, with its bearer token."""
+    request = urllib.request.Request(f"http://127.0.0.1:{gsb.controller.http_port}/api/v1/slas/{sla}/conformance",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
 def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_and_clears(gsb: Gsb) -> None:
     from ncclient import manager
 
@@ -437,14 +446,18 @@ def test_e_a_fault_in_the_core_raises_gold_loss_to_snmp_and_netconf_within_5_s_a
         clean = _conformance(session, globex)
         assert clean["state"] == "conforming" and int(clean["loss"]) == 0 and clean["sls-class"] == "gold", clean
         assert int(clean["throughput"]) <= 1.1e6, clean   # iperf3's 1 Mbit/s, counted on edge1
-        for _ in range(3):  # NETCONF and the CLI read the same measurement (rows are rewritten every 5 s)
+        rest_token = gsb.controller.csmm("api", "token", "add", "globex-rest", "--customer",
+                                         "globex").stdout.split()[-1]
+        for _ in range(3):  # NETCONF, REST and the CLI read the same measurement (rows are rewritten every 5 s)
             shown = next(r for r in json.loads(gsb.controller.csmm("conformance", "--json").stdout)
                          if r["sla"] == "globex-main")["measured"]
-            if shown["at"] == clean["measured-at"]:
+            by_rest = _rest_conformance(gsb, rest_token, "globex-main")["measured"]
+            if shown["at"] == clean["measured-at"] == by_rest["at"]:
                 break
             clean = _conformance(session, globex)
-        assert shown["at"] == clean["measured-at"], (shown, clean)
-        assert (shown["throughput_bps"], shown["loss_ppm"]) == (int(clean["throughput"]), int(clean["loss"]))
+        assert shown["at"] == clean["measured-at"] == by_rest["at"], (shown, clean, by_rest)
+        assert (shown["throughput_bps"], shown["loss_ppm"]) == (int(clean["throughput"]), int(clean["loss"])) == (
+            by_rest["throughput_bps"], by_rest["loss_ppm"])
         # the throughput agrees with the kernel: globex's leaf on edge1, read by tc -s over 4 s
         before, since_tc = _tc_sent_bytes(gsb, "edge1", "eth1", "gold/globex-main")
         time.sleep(4)

@@ -1,0 +1,42 @@
+"""How the service's values look to people and programs: the JSON shapes the CLI (`--json`) and
+the REST API share, so both say the same thing in the same words."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from controller.domain.catalog import Catalog
+from controller.domain.conformance import Conformance
+from controller.domain.sla import Sla
+from controller.domain.sls import Sls
+
+
+def sla_view(s: Sla) -> dict[str, Any]:
+    t = s.terms
+    return {
+        "id": s.id, "name": s.name, "customer": s.customer, "customer_kind": s.customer_kind, "state": s.state,
+        "offering": t.offering, "attachment": asdict(t.attachment),
+        "bounds": {c.value: b.model_dump() for c, b in t.bounds.items()},
+        "tariff": t.tariff.model_dump(mode="json"),
+        "change_policy": t.change_policy.model_dump(mode="json", by_alias=True),
+        "availability": t.availability.model_dump(mode="json", by_alias=True),
+        "valid_from": t.valid_from, "valid_until": t.valid_until, "path": list(s.path)}
+
+
+def sls_view(v: Any) -> dict[str, Any]:
+    return {"class": v.service_class, "bandwidth_bps": v.bandwidth_bps, "version": v.version,
+            "changed_at": v.changed_at, "changed_by": v.changed_by, "channel": v.channel}
+
+
+def conformance_view(sla: Sla, sls: Sls, c: Conformance | None, catalog: Catalog) -> dict[str, object]:
+    bound = catalog.classes[sls.service_class].loss_ratio
+    return {"sla": sla.name, "sla_id": sla.id, "customer": sla.customer, "state": c.state if c else "unknown",
+            "sls": sls_view(sls), "loss_bound_ppm": None if bound is None else round(bound * 1_000_000),
+            "availability_objective_percent": str(sla.terms.availability.objective_percent),
+            "max_outage_s": sla.terms.availability.max_outage_s,
+            "measured": None if c is None else {
+                "at": c.measured_at.isoformat() if c.measured_at else None, "interval_s": c.interval_s,
+                "throughput_bps": c.throughput_bps, "offered_bps": c.offered_bps, "loss_ppm": c.loss_ppm,
+                "month": c.month.isoformat(), "availability_percent": str(c.availability_percent),
+                "longest_outage_s": c.longest_outage_s, "violations": list(c.violations)}}

@@ -1,0 +1,148 @@
+"""The REST API of a real `csmm serve`: bearer tokens, each customer reaching only its own SLAs,
+the SLS changed within the SLA's bounds, conformance as the CLI shows it, JSON refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DEMO_FILE
+from tests.integration.snmp_support import free_tcp_port, wait_until
+from tests.integration.test_cli import CSMM, run
+
+
+@dataclass
+class Api:
+    db: str
+    base: str
+    tokens: dict[str, str]
+
+    def call(self, method: str, path: str, who: str | None = None, body: Any = None,
+             raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if who is not None:
+            request.add_header("Authorization", f"Bearer {self.tokens.get(who, who)}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read()), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read()), dict(error.headers)
+
+
+def token(db: str, name: str, *customer: str) -> str:
+    out = run(db, "api", "token", "add", name, *(("--customer", customer[0]) if customer else ())).stdout
+    return out.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    directory = tmp_path_factory.mktemp("rest")
+    db = f"sqlite:///{directory}/rest.sqlite3"
+    run(db, "db", "upgrade")
+    run(db, "apply", str(DEMO_FILE))
+    tokens = {"acme": token(db, "acme-app", "acme"), "globex": token(db, "globex-app", "globex"),
+              "operator": token(db, "noc")}
+    port = free_tcp_port()
+    log = (directory / "serve.log").open("w")
+    process = subprocess.Popen([CSMM, "--db", db, "serve", "--no-agents", "--no-snmp", "--no-netconf", "--http",
+                                f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+    try:
+        wait_until("the controller's HTTP endpoint", healthy, timeout=30)
+        yield Api(db, base, tokens)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_a_request_without_a_valid_token_is_refused_with_401(api: Api) -> None:
+    for who in (None, "not-a-token"):
+        status, body, headers = api.call("GET", "/api/v1/slas", who)
+        assert status == 401 and body["error"] == "unauthenticated"
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_each_customer_sees_only_its_own_slas_and_another_ones_answers_like_a_missing_one(api: Api) -> None:
+    status, slas, _ = api.call("GET", "/api/v1/slas", "acme")
+    assert status == 200 and [s["name"] for s in slas] == ["acme-hq"]
+    assert slas[0]["sls"]["class"] == "silver"
+    _, everything, _ = api.call("GET", "/api/v1/slas", "operator")
+    assert len(everything) == 5
+    for path in ("/api/v1/slas/globex-main", "/api/v1/slas/globex-main/sls", "/api/v1/slas/globex-main/conformance"):
+        status, body, _ = api.call("GET", path, "acme")
+        missing, nothing, _ = api.call("GET", path.replace("globex-main", "no-such-sla"), "acme")
+        assert (status, missing) == (404, 404)
+        assert body["error"] == nothing["error"] == "not-found"
+    status, refused, _ = api.call("PUT", "/api/v1/slas/globex-main/sls", "acme", {"class": "gold",
+                                                                                  "bandwidth_bps": 1_000_000})
+    assert status == 404
+
+
+def test_a_customer_changes_its_sls_and_an_out_of_bounds_value_names_the_field_and_bound(api: Api) -> None:
+    status, body, _ = api.call("PUT", "/api/v1/slas/acme-hq/sls", "acme", {"class": "gold", "bandwidth_bps": 9_000_000})
+    assert status == 422
+    assert (body["field"], body["bound"], body["value"]) == ("sls.bandwidth", 3_000_000, 9_000_000)
+    assert "exceeds the SLA's gold maximum 3 Mbit/s" in body["message"]
+    assert json.loads(run(api.db, "sls", "show", "acme-hq", "--json").stdout)["class"] == "silver"   # unchanged
+    status, changed, _ = api.call("PUT", "/api/v1/slas/acme-hq/sls", "acme", {"class": "gold",
+                                                                              "bandwidth_bps": 2_000_000})
+    assert status == 200 and changed["changed"] and changed["channel"] == "rest"
+    shown = json.loads(run(api.db, "sls", "show", "acme-hq", "--json").stdout)
+    assert (shown["class"], shown["bandwidth_bps"], shown["version"]) == ("gold", 2_000_000, changed["version"])
+    status, too_soon, _ = api.call("PUT", "/api/v1/slas/acme-hq/sls", "acme", {"class": "silver",
+                                                                               "bandwidth_bps": 5_000_000})
+    assert status == 409 and too_soon["error"] == "too-soon"
+
+
+@pytest.mark.parametrize("body, field", [
+    (b"not json", "body"), (b"[1, 2]", "body"), (b'{"bandwidth_bps": 1000000}', "class"),
+    (b'{"class": "gold", "bandwidth_bps": "1M"}', "bandwidth_bps"),
+    (b'{"class": "platinum", "bandwidth_bps": 1000000}', "sls.class")])
+def test_a_malformed_change_is_a_422_naming_the_field(api: Api, body: bytes, field: str) -> None:
+    status, refused, _ = api.call("PUT", "/api/v1/slas/globex-main/sls", "globex", raw=body)
+    assert status == 422 and refused["field"] == field
+
+
+def test_conformance_reads_as_the_cli_shows_it(api: Api) -> None:
+    status, conformance, _ = api.call("GET", "/api/v1/slas/globex-main/conformance", "globex")
+    cli = next(r for r in json.loads(run(api.db, "conformance", "--json").stdout) if r["sla"] == "globex-main")
+    assert status == 200 and conformance == cli
+    assert conformance["loss_bound_ppm"] == 100 and conformance["state"] == "unknown"   # no agents here
+
+
+def test_invoices_are_listed_per_customer_and_the_openapi_document_needs_no_token(api: Api) -> None:
+    status, invoices, _ = api.call("GET", "/api/v1/invoices?month=2026-11", "acme")
+    assert status == 200 and invoices == []
+    status, document, _ = api.call("GET", "/api/v1/openapi.json")
+    assert status == 200 and document["openapi"].startswith("3.")
+    assert "/api/v1/slas/{sla}/conformance" in document["paths"]
+
+
+def test_a_removed_token_is_refused_at_once(api: Api, tmp_path: Path) -> None:
+    extra = token(api.db, "temporary", "globex")
+    assert api.call("GET", "/api/v1/slas", extra)[0] == 200
+    run(api.db, "api", "token", "remove", "temporary")
+    assert api.call("GET", "/api/v1/slas", extra)[0] == 401
+    listed = run(api.db, "api", "tokens").stdout
+    assert "acme-app" in listed and extra not in listed
