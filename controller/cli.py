@@ -31,7 +31,7 @@ from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
 from controller.service.layer import ServiceLayer, SlaSpec
-from controller.service.views import conformance_view, sla_view, sls_view
+from controller.service.views import agent_view, conformance_view, sla_view, sls_view
 from controller.store import migrate
 from controller.store.database import DEFAULT_URL, Database
 
@@ -634,10 +634,7 @@ def agents_cmd(obj: Context, as_json: bool) -> None:
     require_domain_manager(obj.principal, "read agent status")
     statuses = SouthboundStore(obj.service.database).statuses()
     if as_json:
-        click.echo(_json([{"router": s.router, "connected": s.connected, "in_sync": s.in_sync,
-                           "applied_version": s.applied_version, "sent_version": s.sent_version,
-                           "agent_version": s.agent_version, "peer": s.peer, "last_error": s.last_error,
-                           "last_seen": s.last_seen.isoformat() if s.last_seen else None} for s in statuses]))
+        click.echo(_json([agent_view(s) for s in statuses]))
         return
     click.echo(f"{'router':<12} {'agent':<13} {'config':<22} {'last seen':<26} last error")
     for s in statuses:

@@ -14,6 +14,7 @@ from controller.accounting.invoice import Invoice, to_csv, to_document, to_html
 from controller.accounting.metering import format_hours, month_name, month_of
 from controller.accounting.service import Accounting
 from controller.cli import Context, _json, pass_context, refusals_to_exit
+from controller.service.views import usage_view
 
 FORMATS = click.Choice(["text", "json", "csv", "html"])
 
@@ -236,10 +237,7 @@ def report_usage(obj: Context, customer: str, month: str | None, as_json: bool) 
     month = month or month_name(month_of(obj.service.clock()))
     rows = _accounting(obj).usage_report(obj.principal, customer, month)
     if as_json:
-        click.echo(_json({"customer": customer, "month": month, "usage": [
-            {"sla": u.sla, "class": u.service_class, "hours": str(u.hours),
-             "included_hours": None if u.included_hours is None else str(u.included_hours),
-             "octets": u.octets, "packets": u.packets} for u in rows]}))
+        click.echo(_json(usage_view(customer, month, rows)))
         return
     click.echo(f"{'sla':<20} {'class':<7} {'hours':>12} {'included':>10} {'octets':>16} {'packets':>12}")
     for u in rows:

@@ -92,9 +92,9 @@ def parse_month(text: str) -> Span:
     try:
         year, month = (int(part) for part in text.split("-"))
         start = datetime(year, month, 1, tzinfo=UTC)
-    except ValueError:
+        return Span(start, next_month(start))
+    except ValueError:   # not two numbers, no such month, or past 9999-12
         raise InvalidValue(f"month must look like 2026-11, not {text!r}", field="month", value=text) from None
-    return Span(start, next_month(start))
 
 
 def month_of(moment: datetime) -> Span:

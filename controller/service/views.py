@@ -40,3 +40,18 @@ def conformance_view(sla: Sla, sls: Sls, c: Conformance | None, catalog: Catalog
                 "throughput_bps": c.throughput_bps, "offered_bps": c.offered_bps, "loss_ppm": c.loss_ppm,
                 "month": c.month.isoformat(), "availability_percent": str(c.availability_percent),
                 "longest_outage_s": c.longest_outage_s, "violations": list(c.violations)}}
+
+
+def agent_view(s: Any) -> dict[str, Any]:
+    """A router agent's status (controller.southbound.store.AgentStatus)."""
+    return {"router": s.router, "connected": s.connected, "in_sync": s.in_sync, "applied_version": s.applied_version,
+            "sent_version": s.sent_version, "agent_version": s.agent_version, "peer": s.peer,
+            "last_error": s.last_error, "last_seen": s.last_seen.isoformat() if s.last_seen else None}
+
+
+def usage_view(customer: str, month: str, rows: list[Any]) -> dict[str, Any]:
+    """A customer's usage report (controller.accounting.service.ClassUsage rows)."""
+    return {"customer": customer, "month": month, "usage": [
+        {"sla": u.sla, "class": u.service_class, "hours": str(u.hours),
+         "included_hours": None if u.included_hours is None else str(u.included_hours),
+         "octets": u.octets, "packets": u.packets} for u in rows]}

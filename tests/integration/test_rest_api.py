@@ -146,3 +146,16 @@ def test_a_removed_token_is_refused_at_once(api: Api, tmp_path: Path) -> None:
     assert api.call("GET", "/api/v1/slas", extra)[0] == 401
     listed = run(api.db, "api", "tokens").stdout
     assert "acme-app" in listed and extra not in listed
+
+
+def test_usage_is_the_customers_own_and_agent_status_is_the_domain_managers(api: Api) -> None:
+    status, usage, _ = api.call("GET", "/api/v1/customers/initech/usage?month=2026-11", "operator")
+    cli = json.loads(run(api.db, "report", "usage", "initech", "--month", "2026-11", "--json").stdout)
+    assert status == 200 and usage == cli
+    assert api.call("GET", "/api/v1/customers/initech/usage", "acme")[0] == 404
+    status, refused, _ = api.call("GET", "/api/v1/customers/acme/usage?month=9999-12", "acme")
+    assert status == 422 and refused["field"] == "month"
+    status, agents, _ = api.call("GET", "/api/v1/agents", "operator")
+    assert status == 200 and agents == json.loads(run(api.db, "agents", "--json").stdout)
+    status, forbidden, _ = api.call("GET", "/api/v1/agents", "acme")
+    assert status == 403 and forbidden["error"] == "forbidden"

@@ -21,13 +21,16 @@ from aiohttp import web
 
 from controller import __version__
 from controller.accounting.invoice import to_document
+from controller.accounting.metering import month_name, month_of
 from controller.accounting.service import Accounting
+from controller.domain.checks import require_domain_manager
 from controller.domain.errors import (CapacityExceeded, ClassNotAllowed, Conflict, CsmmError, Forbidden, InvalidValue,
                                       NotFound, OutOfBounds, TooSoon)
 from controller.domain.principal import Channel
 from controller.northbound.web.tokens import ApiTokens
 from controller.service.layer import ServiceLayer
-from controller.service.views import conformance_view, sla_view, sls_view
+from controller.service.views import agent_view, conformance_view, sla_view, sls_view, usage_view
+from controller.southbound.store import SouthboundStore
 
 PREFIX = "/api/v1"
 PRINCIPAL = "csmm.principal"   # the request's principal, set by the middleware
@@ -68,7 +71,9 @@ class RestApi:
                 web.put(f"{PREFIX}/slas/{{sla}}/sls", self.change_sls),
                 web.get(f"{PREFIX}/slas/{{sla}}/conformance", self.get_conformance),
                 web.get(f"{PREFIX}/invoices", self.list_invoices),
-                web.get(f"{PREFIX}/invoices/{{number}}", self.get_invoice)]
+                web.get(f"{PREFIX}/invoices/{{number}}", self.get_invoice),
+                web.get(f"{PREFIX}/customers/{{customer}}/usage", self.get_usage),
+                web.get(f"{PREFIX}/agents", self.list_agents)]
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -139,6 +144,17 @@ class RestApi:
         found = await asyncio.to_thread(self.accounting.invoices, request[PRINCIPAL], None, month)
         return reply([{"number": i.number, "kind": i.kind, "customer": i.customer, "month": i.month,
                        "total": str(i.total), "currency": i.currency, "refers_to": i.refers_to} for i in found])
+
+    async def get_usage(self, request: web.Request) -> web.Response:
+        principal, customer = request[PRINCIPAL], request.match_info["customer"]
+        month = request.query.get("month") or month_name(month_of(self.service.clock()))
+        rows = await asyncio.to_thread(self.accounting.usage_report, principal, customer, month)
+        return reply(usage_view(customer, month, rows))
+
+    async def list_agents(self, request: web.Request) -> web.Response:
+        require_domain_manager(request[PRINCIPAL], "read agent status")
+        statuses = await asyncio.to_thread(SouthboundStore(self.service.database).statuses)
+        return reply([agent_view(s) for s in statuses])
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         invoice = await asyncio.to_thread(self.accounting.invoice, request[PRINCIPAL], request.match_info["number"])
@@ -215,5 +231,13 @@ OPENAPI: dict[str, Any] = {
                                                   "parameters": [{"name": "number", "in": "path", "required": True,
                                                                   "schema": {"type": "string"}}],
                                                   "responses": _responses(_OBJECT, 404)}},
+        f"{PREFIX}/customers/{{customer}}/usage": {
+            "get": {"summary": "Hours per class against the included hours, and volume, per SLA (default: this month)",
+                    "parameters": [{"name": "customer", "in": "path", "required": True, "schema": {"type": "string"}},
+                                   {"name": "month", "in": "query", "required": False,
+                                    "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}}],
+                    "responses": _responses(_OBJECT, 404, 422)}},
+        f"{PREFIX}/agents": {"get": {"summary": "Router agents: connected, config in sync, last seen (domain manager)",
+                                     "responses": _responses({"type": "array", "items": _OBJECT}, 403)}},
     },
 }
