@@ -12,10 +12,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from decimal import Decimal
-from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +30,7 @@ from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
 from controller.service.layer import ServiceLayer, SlaSpec
-from controller.service.views import agent_view, conformance_view, sla_view, sls_view
+from controller.service.views import agent_view, conformance_view, json_default, sla_view, sls_view
 from controller.store import migrate
 from controller.store.database import DEFAULT_URL, Database
 
@@ -843,15 +842,7 @@ def _ref(text: str) -> int | str:
 
 
 def _json(data: Any, indent: int | None = 2) -> str:
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, (Decimal, Enum)):
-            return str(value.value if isinstance(value, Enum) else value)
-        if is_dataclass(value):
-            return asdict(value)  # type: ignore[arg-type]
-        raise TypeError(f"cannot encode {type(value).__name__}")
-    return json.dumps(data, default=default, indent=indent, sort_keys=False)
+    return json.dumps(data, default=json_default, indent=indent, sort_keys=False)
 
 
 # Command groups of the northbound adapters live beside their adapter; they import this module's

@@ -114,14 +114,9 @@ def charge_month(m: SlaMonth) -> list[LineItem]:
     return lines
 
 
-def share_of_month(m: SlaMonth) -> Decimal:
-    """The billable fraction of the calendar month, exactly 1 for a whole month."""
-    return m.share
-
-
 def _monthly_fee(m: SlaMonth) -> LineItem:
     assert m.billable is not None
-    share = share_of_month(m)
+    share = m.share
     whole = m.billable == m.month
     description = f"Monthly fee, {m.offering}"
     if not whole:
@@ -146,7 +141,7 @@ def _hours_lines(m: SlaMonth, service_class: ServiceClassName, tariff: ClassTari
     SLS versions the hours come from (once: the lines after it share them); `csmm invoice show`
     describes each from the SLS history (when, who, through which interface)."""
     sources = tuple(f"{m.sla} v{version}" for version in versions)
-    allowance = included_hours(tariff, share_of_month(m))
+    allowance = included_hours(tariff, m.share)
     name = service_class.value
     if allowance is None:
         return [LineItem(f"{m.sla}/hours/{name}", m.sla, "included-hours", f"{name.title()}: {format_hours(used)} h, "

@@ -38,7 +38,8 @@ class Span(NamedTuple):
 
 
 class ClassSegment(NamedTuple):
-    """A stretch of time one SLS version was in effect and billable: what an hours line is made of."""
+    """A stretch of time one SLS version was in effect and billable: the readable model of
+    metering, segment by segment; `class_usage` is what billing runs, tested equal to it."""
 
     sla: str
     version: int
@@ -49,10 +50,6 @@ class ClassSegment(NamedTuple):
     channel: str
     ms: int          # the span's length, computed once
 
-    def describe(self) -> str:
-        """The SLS change behind this time, as an invoice names it."""
-        return (f"{self.sla} v{self.version} {self.service_class} {iso(self.span.start)} to {iso(self.span.end)}, "
-                f"set by {self.principal} via {self.channel}")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

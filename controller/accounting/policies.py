@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from controller.accounting.charging import included_hours, share_of_month
+from controller.accounting.charging import included_hours
 from controller.accounting.metering import hours, month_name, month_of
 from controller.accounting.service import Accounting
 from controller.domain.checks import require_domain_manager
@@ -321,7 +321,7 @@ class PolicyRunner:
 
 
 def _usage_happenings(session: Session, customer: str, m: Any, month: str) -> Iterable[tuple[Happening, str]]:
-    share = share_of_month(m)
+    share = m.share
     for service_class, tariff in m.tariff.classes.items():
         allowance = included_hours(tariff, share)
         use = m.usage.get(service_class)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from controller.accounting import invoice as documents
 from controller.accounting.charging import (ChangeFee, PenaltyCredit, PolicyCharge, SlaMonth, Volume, charge_month,
-                                            included_hours, share_of_month)
+                                            included_hours)
 from controller.accounting.invoice import Invoice
 from controller.accounting.parallel import issue_in_parallel
 from controller.accounting.metering import (UTC, Span, billable_span, class_usage, epoch_ms, hours, iso,
@@ -37,11 +37,11 @@ from controller.accounting.usage import ImportResult, UsageRecord, import_record
 from controller.domain.catalog import ServiceClassName, Tariff
 from controller.domain.checks import require_domain_manager
 from controller.domain.errors import Conflict, InvalidValue, NotFound
-from controller.domain.principal import Channel, Principal, Role
-from controller.domain.sla import CustomerKind, LifecycleState
+from controller.domain.principal import Principal
+from controller.domain.sla import LifecycleState
 from controller.domain.units import format_bandwidth, from_cents, to_cents
 from controller.service import events as ev
-from controller.service.layer import ServiceLayer
+from controller.service.layer import ServiceLayer, kind_of
 from controller.store.records import json_as_text
 from controller.store.schema import (AccountingMarkRow, ChargeRow, CustomerRow, InvoiceRow, NotificationRow,
                                      PenaltyCreditRow, SlaRow, SlaStateChangeRow, SlsHistoryRow, UsageRecordRow)
@@ -191,14 +191,14 @@ class Accounting:
         if month is not None:
             query = query.where(InvoiceRow.month == month)
         with self.database.read() as session:
-            return [documents.from_document(_json(doc)) for doc in session.scalars(query)]
+            return [documents.from_document(documents.parse_json(doc)) for doc in session.scalars(query)]
 
     def invoice(self, principal: Principal, number: str) -> Invoice:
         with self.database.read() as session:
             doc = session.scalar(self._visible_invoices(principal).where(InvoiceRow.number == number))
         if doc is None:
             raise NotFound(f"invoice {number!r} does not exist", field="invoice", value=number)
-        return documents.from_document(_json(doc))
+        return documents.from_document(documents.parse_json(doc))
 
     def verify(self, principal: Principal, number: str) -> Verification:
         """Recompute an issued invoice: as of its issue time it must equal what was issued."""
@@ -209,8 +209,8 @@ class Accounting:
         with self.database.read() as session:
             row = session.scalar(select(InvoiceRow).where(InvoiceRow.number == number))
             assert row is not None
-            digest_ok = documents.digest(_json(row.document)) == row.digest
-            notes = [documents.from_document(_json(d)) for d in session.scalars(
+            digest_ok = documents.digest(documents.parse_json(row.document)) == row.digest
+            notes = [documents.from_document(documents.parse_json(d)) for d in session.scalars(
                 select(InvoiceRow.document).where(InvoiceRow.refers_to == number).order_by(InvoiceRow.seq))]
         again = self.compute(principal, issued.customer, issued.month, as_of=issued.issued_at)
         again = _renumbered(again, issued)
@@ -225,7 +225,7 @@ class Accounting:
         require_domain_manager(principal, "issue credit and debit notes")
         issued = self.invoice(principal, number)
         with self.service.transaction(principal) as tx:
-            notes = [documents.from_document(_json(d)) for d in tx.session.scalars(
+            notes = [documents.from_document(documents.parse_json(d)) for d in tx.session.scalars(
                 select(InvoiceRow.document).where(InvoiceRow.refers_to == number).order_by(InvoiceRow.seq))]
             customer = tx.session.scalar(select(CustomerRow).where(CustomerRow.name == issued.customer))
             assert customer is not None
@@ -242,10 +242,9 @@ class Accounting:
                            issued.customer_name, issued.month, issued.period_start, issued.period_end, tx.now,
                            issued.currency, issued.tax_name, issued.tax_percent, lines, refers_to=number)
             tx.session.execute(insert(InvoiceRow.__table__), [_row(note, customer.id, seq, number)])
-            stored = note
-            tx.emit(ev.INVOICE_CORRECTED, f"customer:{issued.customer}", invoice=number, note=stored.number,
-                    amount=str(stored.total))
-            return stored
+            tx.emit(ev.INVOICE_CORRECTED, f"customer:{issued.customer}", invoice=number, note=note.number,
+                    amount=str(note.total))
+            return note
 
     def version_notes(self, principal: Principal, invoice: Invoice) -> dict[str, str]:
         """What each SLS version an invoice names ("acme-hq v2") was: class, bandwidth, when it was
@@ -286,7 +285,7 @@ class Accounting:
             query = (select(table.source, SlaRow.name, table.service_class, table.dscp, table.flow_start_ms,
                             table.flow_end_ms, table.octets, table.packets, table.dropped_packets)
                      .join(SlaRow, SlaRow.id == table.sla_id).where(SlaRow.customer_id == row.id)
-                     .where(table.flow_start_ms >= _ms(month.start), table.flow_start_ms < _ms(month.end))
+                     .where(table.flow_start_ms >= epoch_ms(month.start), table.flow_start_ms < epoch_ms(month.end))
                      .order_by(table.flow_start_ms, SlaRow.name, table.dscp))
             return [UsageRecord(*r) for r in session.execute(query)]
 
@@ -308,7 +307,7 @@ class Accounting:
         now = self.service.clock()
         with self.database.read() as session:
             loaded = self.load_month(session, month, now, until=min(now, month.end))
-            issued = [documents.from_document(_json(d)) for d in
+            issued = [documents.from_document(documents.parse_json(d)) for d in
                       session.scalars(select(InvoiceRow.document).where(InvoiceRow.month == month_text))]
         offering_of = {m.sla: m.offering for c in loaded.values() for m in c.slas}
         revenue: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
@@ -421,7 +420,8 @@ class Accounting:
 
     def _customer(self, session: Session, principal: Principal, name: str) -> CustomerRow:
         row = session.scalar(select(CustomerRow).where(CustomerRow.name == name))
-        if row is None or not principal.owns(name) or not _kind_visible(principal, row.kind):
+        if row is None or not principal.owns(name) or not (principal.is_domain_manager or
+                                                             row.kind == kind_of(principal)):
             raise NotFound(f"customer {name!r} does not exist", field="customer", value=name)
         return row
 
@@ -517,8 +517,8 @@ def _volumes(session: Session, month: Span, as_of: datetime,
     """Usage records attributed to the month their interval starts in."""
     u = UsageRecordRow.__table__.c
     query = (select(u.sla_id, u.service_class, func.sum(u.octets), func.sum(u.packets), func.count())
-             .where(u.flow_start_ms >= _ms(month.start), u.flow_start_ms < _ms(month.end), u.recorded_at <= as_of,
-                    _in(u.sla_id, sla_ids))
+             .where(u.flow_start_ms >= epoch_ms(month.start), u.flow_start_ms < epoch_ms(month.end),
+                    u.recorded_at <= as_of, _in(u.sla_id, sla_ids))
              .group_by(u.sla_id, u.service_class))
     rows = session.connection().execute(query)
     out: dict[int, dict[ServiceClassName, Volume]] = defaultdict(dict)
@@ -530,7 +530,6 @@ def _volumes(session: Session, month: Span, as_of: datetime,
 # ---------------------------------------------------------------------- small pieces
 
 _CLASSES = {c.value: c for c in ServiceClassName}
-_CHANNELS = {c.value: c for c in Channel}
 _TARIFFS: dict[str, Tariff] = {}
 
 
@@ -543,14 +542,6 @@ def _tariff(text_: str) -> Tariff:
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _ms(moment: datetime) -> int:
-    return epoch_ms(moment)
-
-
-def _json(text_: str) -> dict[str, Any]:
-    return documents.parse_json(text_)
 
 
 def _renumbered(again: Invoice, issued: Invoice) -> Invoice:
@@ -598,21 +589,15 @@ def _billed(customer: _Customer) -> bool:
     return any(m.billable is not None or m.change_fees or m.policy_charges or m.penalties for m in customer.slas)
 
 
-def _kind_visible(principal: Principal, kind: str) -> bool:
-    if principal.is_domain_manager:
-        return True
-    return kind == (CustomerKind.PEER if principal.role == Role.PEER else CustomerKind.CUSTOMER).value
-
-
 def _only_own(query: Any, principal: Principal) -> Any:
+    """The service layer's reading rule: a customer or peer reaches its own customer row only."""
     if principal.is_domain_manager:
         return query
-    kind = (CustomerKind.PEER if principal.role == Role.PEER else CustomerKind.CUSTOMER).value
-    return query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind)
+    return query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal))
 
 
 def _class_usage(m: SlaMonth) -> list[ClassUsage]:
-    share = share_of_month(m)
+    share = m.share
     used = {c: use.ms for c, use in m.usage.items()}
     return [ClassUsage(m.sla, c.value, hours(used.get(c, 0)), included_hours(t, share) if m.billable else None,
                        m.volumes.get(c, Volume()).octets, m.volumes.get(c, Volume()).packets)

@@ -137,14 +137,14 @@ def import_records(session: Session, records: Sequence[UsageRecord], at: datetim
     if missing:
         raise InvalidValue(f"usage records name unknown SLA(s): {', '.join(missing[:5])}", field="slaName",
                            value=missing[0])
-    existing = _existing(session, records, ids)
-    fresh, duplicates, conflicts, seen = [], 0, [], set()
+    known = _existing(session, records, ids)   # stored, then also the batch's own earlier records
+    fresh, duplicates, conflicts = [], 0, []
     for r in records:
         key = (r.source, ids[r.sla], r.dscp, r.flow_start_ms, r.flow_end_ms)
         counts = (r.octets, r.packets, r.dropped_packets)
-        stored = existing.get(key) or seen_counts(seen, key, counts, fresh)
+        stored = known.get(key)
         if stored is None:
-            seen.add(key)
+            known[key] = counts
             fresh.append({"source": r.source, "sla_id": ids[r.sla], "service_class": r.service_class, "dscp": r.dscp,
                           "flow_start_ms": r.flow_start_ms, "flow_end_ms": r.flow_end_ms, "octets": r.octets,
                           "packets": r.packets, "dropped_packets": r.dropped_packets, "recorded_at": at})
@@ -156,17 +156,6 @@ def import_records(session: Session, records: Sequence[UsageRecord], at: datetim
     if fresh and not conflicts:
         session.execute(_insert(session), fresh)
     return ImportResult(0 if conflicts else len(fresh), duplicates, conflicts)
-
-
-def seen_counts(seen: set[tuple[Any, ...]], key: tuple[Any, ...], counts: tuple[int, int, int],
-                fresh: list[dict[str, Any]]) -> tuple[int, int, int] | None:
-    """The counts of a record earlier in the same batch with the same key, if any."""
-    if key not in seen:
-        return None
-    for row in fresh:
-        if (row["source"], row["sla_id"], row["dscp"], row["flow_start_ms"], row["flow_end_ms"]) == key:
-            return row["octets"], row["packets"], row["dropped_packets"]
-    return None
 
 
 def _existing(session: Session, records: Sequence[UsageRecord],

@@ -159,7 +159,7 @@ class ServiceLayer:
         with self.database.read() as session:
             query = select(*CustomerRow.__table__.c).order_by(CustomerRow.name)
             if not principal.is_domain_manager:
-                query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+                query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal))
             return [records.customer_from_row(row) for row in session.execute(query)]
 
     def get_customer(self, principal: Principal, name: str) -> Customer:
@@ -173,7 +173,7 @@ class ServiceLayer:
     def _visible_slas(self, principal: Principal, customer: str | None, *extra: Any) -> Any:
         query = _sla_rows(*extra).order_by(SlaRow.id)
         if not principal.is_domain_manager:
-            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal))
         if customer is not None:
             query = query.where(CustomerRow.name == customer)
         return query
@@ -203,7 +203,7 @@ class ServiceLayer:
         query = select(sls.sla_id, sls.service_class, sls.bandwidth_bps).order_by(sls.sla_id)
         if not principal.is_domain_manager:  # every SLS row has its SLA: the domain manager needs no join
             query = (query.join(SlaRow, sls.sla_id == SlaRow.id).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
-                     .where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal)))
+                     .where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal)))
         with self.database.read() as session:
             return [records.sls_setting(*row) for row in session.execute(query)]
 
@@ -211,7 +211,7 @@ class ServiceLayer:
         """SLA id -> its customer's name, for the SLAs the principal may see."""
         query = select(SlaRow.id, CustomerRow.name).join(CustomerRow, SlaRow.customer_id == CustomerRow.id)
         if not principal.is_domain_manager:
-            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal))
         with self.database.read() as session:
             return {sla_id: customer for sla_id, customer in session.execute(query)}
 
@@ -264,7 +264,7 @@ class ServiceLayer:
         query = (select(ConformanceRow).join(SlaRow, SlaRow.id == ConformanceRow.sla_id)
                  .join(CustomerRow, SlaRow.customer_id == CustomerRow.id))
         if not principal.is_domain_manager:
-            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal))
         with self.database.read() as session:
             return {row.sla_id: records.conformance_from_row(row) for row in session.scalars(query)}
 
@@ -317,7 +317,7 @@ class ServiceLayer:
         query = (select(PenaltyCreditRow).join(SlaRow, SlaRow.id == PenaltyCreditRow.sla_id)
                  .join(CustomerRow, SlaRow.customer_id == CustomerRow.id).order_by(PenaltyCreditRow.id))
         if not principal.is_domain_manager:
-            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == _kind_of(principal))
+            query = query.where(CustomerRow.name == principal.customer, CustomerRow.kind == kind_of(principal))
         with self.database.read() as session:
             return [(r.sla_id, r.month, from_cents(r.amount_cents), r.reason) for r in session.scalars(query)]
 
@@ -854,7 +854,7 @@ class ServiceLayer:
         query = _one_sla_query(by_name=not isinstance(ref, int), restricted=not principal.is_domain_manager)
         params: dict[str, Any] = {"ref": ref}
         if not principal.is_domain_manager:
-            params |= {"customer": principal.customer, "kind": _kind_of(principal)}
+            params |= {"customer": principal.customer, "kind": kind_of(principal)}
         found = session.connection().execute(query, params).first()
         if found is None:
             raise NotFound(f"no SLA {ref!r}", field="sla", value=ref)
@@ -994,7 +994,7 @@ def _check_name(name: str, field_name: str) -> None:
                            f"'-', '_' or '.'", field=field_name, value=name)
 
 
-def _kind_of(principal: Principal) -> str:
+def kind_of(principal: Principal) -> str:
     """The kind of customer a customer or peer principal may reach."""
     return (CustomerKind.PEER if principal.role == Role.PEER else CustomerKind.CUSTOMER).value
 
@@ -1012,7 +1012,7 @@ def _present(session: Session, column: Any, values: Sequence[str]) -> set[str]:
 
 def _role_matches(principal: Principal, customer: CustomerRow) -> bool:
     """A customer principal reaches only customers, a peer principal only peer domains."""
-    return principal.is_domain_manager or customer.kind == _kind_of(principal)
+    return principal.is_domain_manager or customer.kind == kind_of(principal)
 
 
 def _load_from_row(row: LinkRow) -> LinkLoad:

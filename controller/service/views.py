@@ -3,13 +3,28 @@ the REST API share, so both say the same thing in the same words."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from controller.domain.catalog import Catalog
 from controller.domain.conformance import Conformance
 from controller.domain.sla import Sla
 from controller.domain.sls import Sls
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps(default=...)` for the values the views hold: times as ISO 8601, decimals as
+    strings (money is never a float), enums as their value, dataclasses as objects."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (Decimal, Enum)):
+        return str(value.value if isinstance(value, Enum) else value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def sla_view(s: Sla) -> dict[str, Any]:

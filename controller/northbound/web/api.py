@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +26,7 @@ from controller.domain.errors import (CapacityExceeded, ClassNotAllowed, Conflic
 from controller.domain.principal import Channel
 from controller.northbound.web.tokens import ApiTokens
 from controller.service.layer import ServiceLayer
-from controller.service.views import agent_view, conformance_view, sla_view, sls_view, usage_view
+from controller.service.views import agent_view, conformance_view, json_default, sla_view, sls_view, usage_view
 from controller.southbound.store import SouthboundStore
 
 PREFIX = "/api/v1"
@@ -39,16 +36,8 @@ _STATUS = [(NotFound, 404), (Forbidden, 403), (TooSoon, 409), (Conflict, 409), (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (Decimal, Enum)):
-        return str(value.value if isinstance(value, Enum) else value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
 def reply(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, default=_encode), status=status, content_type="application/json")
+    return web.Response(text=json.dumps(data, default=json_default), status=status, content_type="application/json")
 
 
 def refusal(status: int, body: dict[str, Any], **headers: str) -> web.Response:
