@@ -173,11 +173,18 @@ class PolicyRunner:
         return report
 
     def sync_offerings(self) -> None:
+        # Read first: `csmm serve` asks every second, and a write transaction would take the
+        # database's writer lock (SQLite) from SLS changes for nothing.
+        now = _offering_digests(self.accounting)
+        with self.service.database.read() as session:
+            mark = session.get(AccountingMarkRow, OFFERINGS)
+            if mark is None or dict(mark.value) == now:
+                return   # no policy yet (nothing listens), or nothing changed
         with self.service.transaction(DOMAIN_MANAGER) as tx:
             mark = tx.session.get(AccountingMarkRow, OFFERINGS)
             if mark is None:
-                return   # no policy yet: nothing listens
-            seen, now = dict(mark.value), _offering_digests(self.accounting)
+                return
+            seen = dict(mark.value)
             for name in sorted(set(seen) | set(now)):
                 if name not in seen:
                     tx.emit(ev.OFFERING_ADDED, f"offering:{name}", offering=name)
@@ -189,6 +196,8 @@ class PolicyRunner:
                 mark.value = now
 
     def _handle_batch(self, report: RunReport) -> bool:
+        if not self._events_waiting():
+            return False
         with self.service.transaction(DOMAIN_MANAGER) as tx:
             mark = tx.session.get(AccountingMarkRow, CURSOR)
             if mark is None:
@@ -204,6 +213,15 @@ class PolicyRunner:
             mark.value = {"event_id": rows[-1].id}
             report.events += len(rows)
             return len(rows) == _BATCH
+
+    def _events_waiting(self) -> bool:
+        """Are there events past the cursor? (A read: the common answer, every second, is no.)"""
+        with self.service.database.read() as session:
+            mark = session.get(AccountingMarkRow, CURSOR)
+            if mark is None:
+                return False
+            return session.scalar(select(EventRow.id).where(EventRow.id > int(mark.value["event_id"])).limit(1)) \
+                is not None
 
     def _handle(self, tx: Any, engine: PolicyEngine, row: EventRow, report: RunReport) -> None:
         if row.type in (ev.OFFERING_ADDED, ev.OFFERING_ALTERED, ev.OFFERING_DELETED):
@@ -245,10 +263,22 @@ class PolicyRunner:
                 row.active, row.updated_at = loaded.active, tx.now
 
     def _enforce(self, tx: Any, engine: PolicyEngine, happening: Happening, key: str, report: RunReport) -> None:
+        self._carry_out_all(tx, self._decide(engine, happening, key, report), happening, key, report)
+
+    @staticmethod
+    def _decide(engine: PolicyEngine, happening: Happening, key: str, report: RunReport) -> list[Decision]:
+        """The engine's decisions (pure); its errors go to the report."""
+        decisions = []
         for decision in engine.decide(happening):
             if isinstance(decision, Error):
                 report.errors.append(f"{decision.policy_id} on {key}: {decision.message}")
-                continue
+            else:
+                decisions.append(decision)
+        return decisions
+
+    def _carry_out_all(self, tx: Any, decisions: list[Decision], happening: Happening, key: str,
+                       report: RunReport) -> None:
+        for decision in decisions:
             report.decisions += 1
             try:
                 self._carry_out(tx, decision, happening, key, report)
@@ -311,16 +341,29 @@ class PolicyRunner:
             return report
         now = now or self.service.clock()
         month = month_of(now)
-        with self.service.transaction(DOMAIN_MANAGER) as tx:
-            loaded = self.accounting.load_month(tx.session, month, now, until=now)
-            for customer in loaded.values():
-                for m in customer.slas:
-                    for happening, key in _usage_happenings(tx.session, customer.name, m, month_name(month)):
-                        self._enforce(tx, engine, happening, key, report)
+        # Read and decide in a read transaction (the whole customer base); take the writer lock
+        # only to carry out what was decided, usually nothing.
+        with self.service.database.read() as session:
+            loaded = self.accounting.load_month(session, month, now, until=now)
+            notified = _notified(session, month_name(month))
+        decided = [(happening, key, decisions)
+                   for customer in loaded.values() for m in customer.slas
+                   for happening, key in _usage_happenings(customer.name, m, month_name(month), notified)
+                   if (decisions := self._decide(engine, happening, key, report))]
+        if decided:
+            with self.service.transaction(DOMAIN_MANAGER) as tx:
+                for happening, key, decisions in decided:
+                    self._carry_out_all(tx, decisions, happening, key, report)
         return report
 
 
-def _usage_happenings(session: Session, customer: str, m: Any, month: str) -> Iterable[tuple[Happening, str]]:
+def _notified(session: Session, month: str) -> set[str]:
+    """The metering keys ("metering 2026-11 acme-hq gold") customers were notified about this month."""
+    prefix = f"metering {month} "
+    return set(session.scalars(select(NotificationRow.event_key).where(NotificationRow.event_key.startswith(prefix))))
+
+
+def _usage_happenings(customer: str, m: Any, month: str, notified: set[str]) -> Iterable[tuple[Happening, str]]:
     share = m.share
     for service_class, tariff in m.tariff.classes.items():
         allowance = included_hours(tariff, share)
@@ -329,11 +372,9 @@ def _usage_happenings(session: Session, customer: str, m: Any, month: str) -> It
             continue
         spent = hours(use.ms)
         key = f"metering {month} {m.sla} {service_class.value}"
-        notified = session.scalar(select(func.count()).select_from(NotificationRow)
-                                  .where(NotificationRow.event_key == key)) or 0
         usage = {"service_class": service_class.value, "hours": spent, "included_hours": allowance,
                  "percent_of_included": (spent * 100 / allowance).quantize(Decimal("1")),
-                 "notified_80": notified > 0}
+                 "notified_80": key in notified}
         context = {"customer": customer, "sla": m.sla, "offering": m.offering, "class": service_class.value}
         yield Happening("metering.ended", context, {"usage": usage, "event": {"sla": m.sla, "month": month}}), key
 
