@@ -29,7 +29,7 @@ from controller.domain.errors import CsmmError
 from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
-from controller.service.layer import ServiceLayer, SlaSpec
+from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
 from controller.service.views import agent_view, conformance_view, json_default, sla_view, sls_view
 from controller.store import migrate
 from controller.store.database import DEFAULT_URL, Database
@@ -419,14 +419,8 @@ def sla_set(obj: Context, sla_ref: str, offering: str | None, access_speed: int 
             bounds: dict[ServiceClassName, ClassBounds] | None, valid_until: datetime | None) -> None:
     """Change an SLA's terms (domain manager only). The SLS in effect must still fit them."""
     current = obj.service.get_sla(obj.principal, _ref(sla_ref))
-    t = current.terms
-    attachment = Attachment(t.attachment.router, t.attachment.interface, access_speed or t.attachment.access_speed_bps,
-                            prefixes or t.attachment.prefixes)
-    spec = SlaSpec(name=current.name, customer=current.customer, offering=offering or t.offering, attachment=attachment,
-                   bounds=bounds or (None if offering and offering != t.offering else t.bounds),
-                   change_policy=t.change_policy, availability=t.availability, valid_from=t.valid_from,
-                   valid_until=valid_until.replace(tzinfo=timezone.utc) if valid_until else t.valid_until,
-                   state=current.state)
+    spec = amended_spec(current, offering=offering, access_speed_bps=access_speed, prefixes=prefixes, bounds=bounds,
+                        valid_until=valid_until.replace(tzinfo=timezone.utc) if valid_until else None)
     changed = obj.service.modify_sla(obj.principal, current.id, spec)
     click.echo(f"SLA {changed.name} changed" if changed != current else f"SLA {changed.name} unchanged")
 
@@ -705,7 +699,8 @@ def events_cmd(obj: Context, limit: int) -> None:
 
 @cli.command("serve")
 @click.option("--http", "http_address", default="127.0.0.1:8080", show_default=True,
-              help="Address of the controller's HTTP endpoint (health now; REST and portal as they land).")
+              help="Address of the controller's HTTP endpoint: the web portal and console (/), the REST API "
+                   "(/api/v1), health (/healthz) and metrics (/metrics).")
 @click.option("--apply", "apply_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Apply this provisioning file before serving (idempotent).")
 @click.option("--agents", "agent_addresses", multiple=True, default=["127.0.0.1:50051"], show_default=True,
@@ -736,13 +731,16 @@ def events_cmd(obj: Context, limit: int) -> None:
               help="Answer every SNMP request through pysnmp's message layer (5-10x slower; for comparison).")
 @click.option("--metering-interval", type=click.FloatRange(min=1), default=300, show_default=True, metavar="SECONDS",
               help="How often accounting policies see a metering run (metering.ended: hours used per class).")
+@click.option("--web-insecure-cookies", is_flag=True,
+              help="Send the portal's session cookie without the Secure flag: only for plain HTTP on an address "
+                   "other than 127.0.0.1/localhost (browsers keep Secure cookies there), never on a shared network.")
 @pass_context
 @refusals_to_exit
 def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_addresses: tuple[str, ...],
               agents_tls: Path | None, agents_cert: str, agents_insecure_lab: bool, counter_interval: float,
               no_agents: bool, snmp_address: str, no_snmp: bool, snmp_engine_id: str | None, snmp_location: str,
               snmp_contact: str, netconf_address: str, no_netconf: bool, netconf_host_key: Path,
-              snmp_no_fast_path: bool, metering_interval: float) -> None:
+              snmp_no_fast_path: bool, metering_interval: float, web_insecure_cookies: bool) -> None:
     """Run the controller process until SIGINT/SIGTERM.
 
     Router agents connect over mTLS (--agents-tls) or, in a lab, plaintext (--agents-insecure-lab);
@@ -769,7 +767,7 @@ def serve_cmd(obj: Context, http_address: str, apply_file: Path | None, agent_ad
         netconf = NetconfSettings(netconf_host, netconf_port, netconf_host_key)
     try:
         run_controller(obj.service, host or "127.0.0.1", int(port), apply_file, agents, snmp, netconf,
-                       metering_interval_s=metering_interval)
+                       metering_interval_s=metering_interval, secure_cookies=not web_insecure_cookies)
     except OSError as exc:  # a port in use, an address not on this machine
         raise click.ClickException(exc.strerror or str(exc)) from None
 
@@ -851,11 +849,11 @@ from controller.accounting.commands import (invoice_group, notifications_cmd, po
                                             report_group, usage_group)
 from controller.northbound.netconf.commands import netconf_group  # noqa: E402
 from controller.northbound.snmp.commands import snmp_group  # noqa: E402
-from controller.northbound.web.commands import api_group  # noqa: E402
+from controller.northbound.web.commands import api_group, web_group  # noqa: E402
 
 cli.add_command(snmp_group)
 cli.add_command(netconf_group)
-for _command in (invoice_group, usage_group, report_group, policy_group, notifications_cmd, api_group):
+for _command in (invoice_group, usage_group, report_group, policy_group, notifications_cmd, api_group, web_group):
     cli.add_command(_command)
 
 

@@ -25,6 +25,7 @@ from controller.domain.principal import DOMAIN_MANAGER
 from controller.northbound.netconf.server import NetconfServer, NetconfSettings
 from controller.northbound.snmp.agent import SnmpAgent, SnmpSettings
 from controller.northbound.web.api import add_api
+from controller.northbound.web.app import MAX_REQUEST_BYTES, add_site
 from controller.service.events import Event
 from controller.service.layer import ServiceLayer
 from controller.southbound.metrics import SouthboundCollector
@@ -34,7 +35,8 @@ from controller.store import migrate
 log = logging.getLogger("csmm.controller")
 
 
-def http_app(service: ServiceLayer, southbound: Southbound | None = None) -> web.Application:
+def http_app(service: ServiceLayer, southbound: Southbound | None = None,
+             secure_cookies: bool = True) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         # Liveness and database reachability only: no customer data on an unauthenticated endpoint.
         schema_ok = await asyncio.to_thread(migrate.is_up_to_date, service.database)
@@ -51,10 +53,11 @@ def http_app(service: ServiceLayer, southbound: Southbound | None = None) -> web
         # monitoring, bound to 127.0.0.1 like every controller port.
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     add_api(app, service)
+    add_site(app, service, secure_cookies)
     return app
 
 
@@ -86,7 +89,7 @@ async def enforce_accounting_policies(service: ServiceLayer, stop: asyncio.Event
 
 async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListener | None, stop: asyncio.Event,
                 snmp: SnmpSettings | None = None, netconf: NetconfSettings | None = None,
-                metering_interval_s: float = 300.0) -> None:
+                metering_interval_s: float = 300.0, secure_cookies: bool = True) -> None:
     southbound = None
     grpc_server = None
     snmp_agent = None
@@ -103,7 +106,7 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
         grpc_server = await start_server(southbound, agents)
         log.info("agents: listening on %s (%s)", ", ".join(grpc_server.bound) or "no address yet",
                  f"mTLS, CA in {agents.tls_dir}" if agents.tls_dir else "PLAINTEXT, lab only")
-    runner = web.AppRunner(http_app(service, southbound), access_log=None)
+    runner = web.AppRunner(http_app(service, southbound, secure_cookies), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()  # raises OSError (address in use, ...) instead of starting half-way
@@ -127,7 +130,8 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
 
 def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path | None,
                    agents: AgentListener | None = None, snmp: SnmpSettings | None = None,
-                   netconf: NetconfSettings | None = None, metering_interval_s: float = 300.0) -> None:
+                   netconf: NetconfSettings | None = None, metering_interval_s: float = 300.0,
+                   secure_cookies: bool = True) -> None:
     service.bus.subscribe("", _log_event)
     if apply_file is not None:
         from controller.provisioning.apply import apply
@@ -141,6 +145,6 @@ def run_controller(service: ServiceLayer, host: str, port: int, apply_file: Path
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(service, host, port, agents, stop, snmp, netconf, metering_interval_s)
+        await serve(service, host, port, agents, stop, snmp, netconf, metering_interval_s, secure_cookies)
 
     asyncio.run(main())

@@ -8,7 +8,8 @@ VENV="$ROOT/.venv"
 # What the controller needs to run, and what the test suite needs on top.
 APT_RUN=(python3 python3-venv python3-dev gcc)
 # smitools: smilint for the CSM-MIB; snmp: net-snmp's tools; snmpd: the agent the SNMP benchmark compares with.
-APT_TEST=(postgresql iproute2 nftables python3-nftables iperf3 smitools snmp snmpd snmptrapd)
+# chromium: the browser the portal's Playwright tests drive.
+APT_TEST=(postgresql iproute2 nftables python3-nftables iperf3 smitools snmp snmpd snmptrapd chromium)
 
 say() { printf 'csmm-setup: %s\n' "$*" >&2; }
 

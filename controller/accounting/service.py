@@ -33,7 +33,7 @@ from controller.accounting.invoice import Invoice
 from controller.accounting.parallel import issue_in_parallel
 from controller.accounting.metering import (UTC, Span, billable_span, class_usage, epoch_ms, hours, iso,
                                             month_name, month_of, parse_month)
-from controller.accounting.usage import ImportResult, UsageRecord, import_records, parse_record
+from controller.accounting.usage import METER, ImportResult, UsageRecord, import_records, parse_record
 from controller.domain.catalog import ServiceClassName, Tariff
 from controller.domain.checks import require_domain_manager
 from controller.domain.errors import Conflict, InvalidValue, NotFound
@@ -288,6 +288,25 @@ class Accounting:
                      .where(table.flow_start_ms >= epoch_ms(month.start), table.flow_start_ms < epoch_ms(month.end))
                      .order_by(table.flow_start_ms, SlaRow.name, table.dscp))
             return [UsageRecord(*r) for r in session.execute(query)]
+
+    def throughput_series(self, principal: Principal, sla: str, start: datetime,
+                          end: datetime) -> dict[str, list[tuple[datetime, float]]]:
+        """Per class, the average throughput (bit/s) of each of an SLA's hourly meter records that
+        start in [start, end): a running hour counts up to its latest report."""
+        found = self.service.get_sla(principal, sla)   # NotFound for another customer's, like a missing one
+        table = UsageRecordRow.__table__.c
+        query = (select(table.service_class, table.flow_start_ms, table.flow_end_ms, table.octets, table.recorded_at)
+                 .where(table.sla_id == found.id, table.source == METER,
+                        table.flow_start_ms >= epoch_ms(start), table.flow_start_ms < epoch_ms(end))
+                 .order_by(table.flow_start_ms))
+        series: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+        with self.database.read() as session:
+            for service_class, first_ms, last_ms, octets, recorded_at in session.execute(query):
+                covered_ms = min(last_ms, epoch_ms(recorded_at)) - first_ms
+                if covered_ms > 0:
+                    middle = datetime.fromtimestamp((first_ms + covered_ms / 2) / 1000, UTC)
+                    series[service_class].append((middle, octets * 8000 / covered_ms))
+        return dict(series)
 
     def usage_report(self, principal: Principal, customer: str, month_text: str,
                      now: datetime | None = None) -> list[ClassUsage]:

@@ -144,14 +144,19 @@ def load_provisioning(path: Path | str) -> ProvisioningFile:
         text = path.read_text()
     except OSError as exc:
         raise InvalidValue(f"cannot read {path}: {exc}", field="file", value=str(path)) from exc
+    return parse_provisioning(text, str(path))
+
+
+def parse_provisioning(text: str, where: str) -> ProvisioningFile:
+    """A provisioning file's text (YAML or JSON); `where` names it in errors."""
     try:
         if text.lstrip().startswith("{"):
             data = json.loads(text)
         else:
             data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise InvalidValue(f"{path} is not valid YAML or JSON: {exc}", field="file", value=str(path)) from exc
+        raise InvalidValue(f"{where} is not valid YAML or JSON: {exc}", field="file", value=where) from exc
     try:
         return ProvisioningFile.model_validate(data)
     except ValidationError as exc:
-        raise InvalidValue(f"{path} is invalid:\n{describe_validation_error(exc)}", field="file", value=str(path)) from exc
+        raise InvalidValue(f"{where} is invalid:\n{describe_validation_error(exc)}", field="file", value=where) from exc

@@ -74,6 +74,21 @@ class SlaSpec:
     initial_bandwidth_bps: int | None = None
 
 
+def amended_spec(current: Sla, *, offering: str | None = None, access_speed_bps: int | None = None,
+                 prefixes: Sequence[str] = (), bounds: dict[ServiceClassName, ClassBounds] | None = None,
+                 valid_until: datetime | None = None) -> SlaSpec:
+    """The spec of `current` with the given terms changed, the others kept: what `csmm sla set`,
+    REST's PATCH and the console's form ask `modify_sla` for. Moving to another offering without
+    bounds takes the new offering's."""
+    t = current.terms
+    attachment = Attachment(t.attachment.router, t.attachment.interface,
+                            access_speed_bps or t.attachment.access_speed_bps, tuple(prefixes) or t.attachment.prefixes)
+    return SlaSpec(name=current.name, customer=current.customer, offering=offering or t.offering, attachment=attachment,
+                   bounds=bounds or (None if offering and offering != t.offering else t.bounds),
+                   change_policy=t.change_policy, availability=t.availability, valid_from=t.valid_from,
+                   valid_until=valid_until or t.valid_until, state=current.state)
+
+
 @dataclass(frozen=True)
 class SlsChange:
     sls: Sls
@@ -325,6 +340,15 @@ class ServiceLayer:
         require_domain_manager(principal, "read the event log")
         with self.database.read() as session:
             rows = session.scalars(select(EventRow).order_by(EventRow.id.desc()).limit(limit))
+            return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
+
+    def sla_events(self, principal: Principal, types: Sequence[str], limit: int = 100) -> list[Event]:
+        """The newest events of these types about the SLAs the principal may see (subject sla:NAME)."""
+        query = select(EventRow).where(EventRow.type.in_(types)).order_by(EventRow.id.desc()).limit(limit)
+        if not principal.is_domain_manager:
+            query = query.where(EventRow.subject.in_([f"sla:{sla.name}" for sla in self.list_slas(principal)]))
+        with self.database.read() as session:
+            rows = session.scalars(query)
             return [Event(r.type, r.at, r.subject, r.principal, r.payload, r.id) for r in rows]
 
     # ------------------------------------------------------------------ customers

@@ -418,8 +418,34 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+# ------------------------------------------------------------------------------------- web portal
+
+class WebUserRow(Base):
+    """A person's login to the web portal: a customer's (or peer's) staff, or the domain manager's
+    (customer_id NULL). The password is kept only as an Argon2id hash with its parameters."""
+
+    __tablename__ = "web_users"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), nullable=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebSessionRow(Base):
+    """A logged-in browser. The cookie carries a random token; only its SHA-256 is kept, with the
+    session's CSRF token and its idle and absolute expiry."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(ForeignKey("web_users.name", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 __all__ = ["Base", "RouterRow", "InterfaceRow", "LinkRow", "CustomerRow", "SlaRow", "SlaStateChangeRow",
            "SlsRow", "SlsHistoryRow", "EventRow", "RouterConfigRow", "AgentRow", "CounterMarkRow", "ClassUsageRow",
            "SnmpUserRow", "SnmpTargetRow", "SnmpEngineRow", "NetconfUserRow", "ConformanceRow", "PenaltyCreditRow",
            "UsageRecordRow", "ChargeRow", "NotificationRow", "InvoiceRow", "AccountingPolicyRow", "AccountingMarkRow",
-           "ApiTokenRow", "UtcDateTime"]
+           "ApiTokenRow", "WebUserRow", "WebSessionRow", "UtcDateTime"]

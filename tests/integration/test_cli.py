@@ -55,7 +55,7 @@ def test_an_unmigrated_database_is_refused_with_the_fix(db: str) -> None:
 
 
 def test_apply_twice_says_the_second_run_changes_nothing(db: str) -> None:
-    assert "schema empty -> 0007" in run(db, "db", "upgrade").stdout
+    assert "schema empty -> 0008" in run(db, "db", "upgrade").stdout
     first = run(db, "apply", str(DEMO_FILE)).stdout
     assert "customers: 5 added" in first and "SLAs: 5 created" in first
     assert run(db, "apply", str(DEMO_FILE)).stdout.strip() == "no changes: the database already matches the file"

@@ -1,0 +1,20 @@
+"""The web application's people's side, assembled: the site (log in, sessions, CSRF), the
+customer portal and the domain manager's console. The REST API (api.py) sits beside it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.northbound.web.console import Console
+from controller.northbound.web.portal import CustomerPortal
+from controller.northbound.web.site import Site
+from controller.service.layer import ServiceLayer
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024   # a bulk import's provisioning file; other bodies are small
+
+
+def add_site(app: web.Application, service: ServiceLayer, secure_cookies: bool = True) -> Site:
+    site = Site(service, secure_cookies)
+    app.middlewares.append(site.middleware)
+    app.add_routes([*site.routes(), *CustomerPortal(site).routes(), *Console(site).routes()])
+    return site
