@@ -837,11 +837,11 @@ class ServiceLayer:
         service_class = spec.initial_class or self.catalog.offering(spec.offering).default_class
         bounds = terms.bounds.get(service_class)
         if bounds is None:
-            raise ClassNotAllowed(f"SLA {spec.name}: initial class {service_class} has no bounds in the SLA",
+            raise ClassNotAllowed(f"initial class {service_class} has no bounds in the SLA",
                                field="sls.class", bound=sorted(c.value for c in terms.bounds), value=service_class.value)
         bandwidth = spec.initial_bandwidth_bps if spec.initial_bandwidth_bps is not None else bounds.max
         if not bounds.min <= bandwidth <= bounds.max:
-            raise OutOfBounds(f"SLA {spec.name}: initial sls.bandwidth {format_bandwidth(bandwidth)} is outside "
+            raise OutOfBounds(f"initial sls.bandwidth {format_bandwidth(bandwidth)} is outside "
                               f"{format_bandwidth(bounds.min)}..{format_bandwidth(bounds.max)}",
                               field="sls.bandwidth", bound=bounds.max if bandwidth > bounds.max else bounds.min,
                               value=bandwidth)

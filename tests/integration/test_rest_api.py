@@ -159,3 +159,48 @@ def test_usage_is_the_customers_own_and_agent_status_is_the_domain_managers(api:
     assert status == 200 and agents == json.loads(run(api.db, "agents", "--json").stdout)
     status, forbidden, _ = api.call("GET", "/api/v1/agents", "acme")
     assert status == 403 and forbidden["error"] == "forbidden"
+
+
+def test_the_domain_manager_adds_a_customer_and_creates_modifies_and_moves_an_sla(api: Api) -> None:
+    status, added, _ = api.call("POST", "/api/v1/customers", "operator", {"name": "hooli", "display_name": "Hooli"})
+    assert status == 201 and added == {"name": "hooli", "kind": "customer", "display_name": "Hooli"}
+    assert api.call("POST", "/api/v1/customers", "operator", {"name": "hooli"})[0] == 409
+    attachment = {"router": "edge1", "interface": "eth2", "access_speed_bps": 10_000_000,
+                  "prefixes": ["198.19.9.0/24"]}
+    spec = {"name": "hooli-1", "customer": "hooli", "offering": "gsb-business", "attachment": attachment,
+            "state": "operational"}
+    # The offering's default bounds reserve more Gold than the core-egress link's share: admission refuses.
+    status, refused, _ = api.call("POST", "/api/v1/slas", "operator", spec)
+    assert status == 409 and refused["error"] == "capacity-exceeded"
+    assert (refused["field"], refused["bound"]) == ("link[core-egress].gold", 12_000_000)
+    assert api.call("GET", "/api/v1/slas/hooli-1", "operator")[0] == 404          # nothing was created
+    bounds = {"gold": {"min_bps": 1_000_000, "max_bps": 1_000_000}, "bronze": {"min_bps": 1_000_000,
+                                                                               "max_bps": 5_000_000}}
+    status, created, _ = api.call("POST", "/api/v1/slas", "operator",
+                                  {**spec, "bounds": bounds, "initial_class": "bronze"})
+    assert status == 201 and created["state"] == "operational" and created["sls"]["class"] == "bronze"
+    assert json.loads(run(api.db, "sla", "show", "hooli-1", "--json").stdout)["bounds"]["gold"]["max"] == 1_000_000
+    status, refused, _ = api.call("PATCH", "/api/v1/slas/hooli-1", "operator",
+                                  {"bounds": {**bounds, "gold": {"min_bps": 1_000_000, "max_bps": 50_000_000}}})
+    assert status == 422 and refused["field"].startswith("bounds.gold")
+    status, changed, _ = api.call("PATCH", "/api/v1/slas/hooli-1", "operator", {"access_speed_bps": 8_000_000})
+    assert status == 200 and changed["attachment"]["access_speed_bps"] == 8_000_000
+    assert changed["bounds"]["gold"]["max"] == 1_000_000                       # the terms not given are kept
+    status, moved, _ = api.call("PUT", "/api/v1/slas/hooli-1/state", "operator", {"state": "offered"})
+    assert status == 409 and moved["error"] == "conflict"                      # states only move forward
+    status, moved, _ = api.call("PUT", "/api/v1/slas/hooli-1/state", "operator", {"state": "deinstalled"})
+    assert status == 200 and moved["state"] == "deinstalled"
+
+
+def test_customers_cannot_create_or_modify_slas_and_bad_bodies_name_the_field(api: Api) -> None:
+    status, refused, _ = api.call("PATCH", "/api/v1/slas/acme-hq", "acme", {"access_speed_bps": 1_000_000})
+    assert status == 403 and refused["error"] == "forbidden"
+    assert api.call("POST", "/api/v1/customers", "acme", {"name": "evil"})[0] == 403
+    status, mine, _ = api.call("GET", "/api/v1/customers", "acme")
+    assert status == 200 and [c["name"] for c in mine] == ["acme"]
+    status, refused, _ = api.call("PATCH", "/api/v1/slas/acme-hq", "operator", {"bogus": 1})
+    assert status == 422 and refused["field"] == "bogus"
+    status, refused, _ = api.call("POST", "/api/v1/slas", "operator", {"name": "x", "customer": "acme"})
+    assert status == 422 and refused["field"] in ("offering", "attachment")
+    assert json.loads(run(api.db, "sla", "show", "acme-hq", "--json").stdout)["attachment"]["access_speed_bps"] \
+        == 20_000_000

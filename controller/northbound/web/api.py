@@ -12,20 +12,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import models_json_schema
 
 from controller import __version__
 from controller.accounting.invoice import to_document
 from controller.accounting.metering import month_name, month_of
 from controller.accounting.service import Accounting
+from controller.domain.catalog import ClassBounds, ServiceClassName
 from controller.domain.checks import require_domain_manager
 from controller.domain.errors import (CapacityExceeded, ClassNotAllowed, Conflict, CsmmError, Forbidden, InvalidValue,
                                       NotFound, OutOfBounds, TooSoon)
 from controller.domain.principal import Channel
+from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.northbound.web.tokens import ApiTokens
-from controller.service.layer import ServiceLayer
+from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
 from controller.service.views import agent_view, conformance_view, json_default, sla_view, sls_view, usage_view
 from controller.southbound.store import SouthboundStore
 
@@ -54,8 +58,13 @@ class RestApi:
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(f"{PREFIX}/openapi.json", self.openapi),
+                web.get(f"{PREFIX}/customers", self.list_customers),
+                web.post(f"{PREFIX}/customers", self.add_customer),
                 web.get(f"{PREFIX}/slas", self.list_slas),
+                web.post(f"{PREFIX}/slas", self.create_sla),
                 web.get(f"{PREFIX}/slas/{{sla}}", self.get_sla),
+                web.patch(f"{PREFIX}/slas/{{sla}}", self.modify_sla),
+                web.put(f"{PREFIX}/slas/{{sla}}/state", self.set_state),
                 web.get(f"{PREFIX}/slas/{{sla}}/sls", self.get_sls),
                 web.put(f"{PREFIX}/slas/{{sla}}/sls", self.change_sls),
                 web.get(f"{PREFIX}/slas/{{sla}}/conformance", self.get_conformance),
@@ -97,6 +106,50 @@ class RestApi:
         sla = await asyncio.to_thread(self.service.get_sla, principal, name)
         sls = await asyncio.to_thread(self.service.get_sls, principal, name)
         return reply({**sla_view(sla), "sls": sls_view(sls)})
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        found = await asyncio.to_thread(self.service.list_customers, request[PRINCIPAL])
+        return reply([{"name": c.name, "kind": c.kind, "display_name": c.display_name} for c in found])
+
+    async def add_customer(self, request: web.Request) -> web.Response:
+        body = _parsed(CustomerBody, await _json_body(request))
+        added = await asyncio.to_thread(self.service.add_customer, request[PRINCIPAL], body.name,
+                                        CustomerKind(body.kind), body.display_name)
+        return reply({"name": added.name, "kind": added.kind, "display_name": added.display_name}, 201)
+
+    async def create_sla(self, request: web.Request) -> web.Response:
+        principal, body = request[PRINCIPAL], _parsed(SlaBody, await _json_body(request))
+        require_domain_manager(principal, "create SLAs")
+        a = body.attachment
+        spec = SlaSpec(name=body.name, customer=body.customer, offering=body.offering,
+                       attachment=Attachment(a.router, a.interface, a.access_speed_bps, tuple(a.prefixes)),
+                       bounds=_bounds(body.bounds), state=LifecycleState(body.state),
+                       initial_class=ServiceClassName(body.initial_class) if body.initial_class else None,
+                       initial_bandwidth_bps=body.initial_bandwidth_bps)
+        created = await asyncio.to_thread(self.service.create_sla, principal, spec, Channel.REST)
+        sls = await asyncio.to_thread(self.service.get_sls, principal, created.name)
+        return reply({**sla_view(created), "sls": sls_view(sls)}, 201)
+
+    async def modify_sla(self, request: web.Request) -> web.Response:
+        principal, name = request[PRINCIPAL], request.match_info["sla"]
+        body = _parsed(SlaChangeBody, await _json_body(request))
+        require_domain_manager(principal, "change an SLA's terms")
+
+        def modify() -> dict[str, Any]:
+            current = self.service.get_sla(principal, name)
+            spec = amended_spec(current, offering=body.offering, access_speed_bps=body.access_speed_bps,
+                                prefixes=body.prefixes or (), bounds=_bounds(body.bounds),
+                                valid_until=body.valid_until)
+            changed = self.service.modify_sla(principal, current.id, spec)
+            return {**sla_view(changed), "sls": sls_view(self.service.get_sls(principal, name))}
+        return reply(await asyncio.to_thread(modify))
+
+    async def set_state(self, request: web.Request) -> web.Response:
+        principal, name = request[PRINCIPAL], request.match_info["sla"]
+        body = _parsed(StateBody, await _json_body(request))
+        changed = await asyncio.to_thread(self.service.set_sla_state, principal, name, LifecycleState(body.state),
+                                          body.note)
+        return reply(sla_view(changed))
 
     async def get_sls(self, request: web.Request) -> web.Response:
         principal, name = request[PRINCIPAL], request.match_info["sla"]
@@ -160,6 +213,79 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerBody(_Body):
+    name: str
+    kind: Literal["customer", "peer"] = "customer"
+    display_name: str = ""
+
+
+class BoundsBody(_Body):
+    min_bps: int = Field(default=0, ge=0)
+    max_bps: int = Field(ge=0)
+
+
+class AttachmentBody(_Body):
+    router: str
+    interface: str
+    access_speed_bps: int = Field(gt=0)
+    prefixes: list[str] = Field(min_length=1)
+
+
+_CLASSES = Literal["gold", "silver", "bronze"]
+
+
+class SlaBody(_Body):
+    name: str
+    customer: str
+    offering: str
+    attachment: AttachmentBody
+    bounds: dict[_CLASSES, BoundsBody] | None = None
+    state: Literal["offered", "negotiated", "implementing", "installed-tested", "operational"] = "offered"
+    initial_class: _CLASSES | None = None
+    initial_bandwidth_bps: int | None = Field(default=None, ge=0)
+
+
+class SlaChangeBody(_Body):
+    offering: str | None = None
+    access_speed_bps: int | None = Field(default=None, gt=0)
+    prefixes: list[str] | None = Field(default=None, min_length=1)
+    bounds: dict[_CLASSES, BoundsBody] | None = None
+    valid_until: AwareDatetime | None = None
+
+
+class StateBody(_Body):
+    state: Literal["offered", "negotiated", "implementing", "installed-tested", "operational", "deinstalled"]
+    note: str = ""
+
+
+Parsed = TypeVar("Parsed", bound=_Body)
+
+
+def _parsed(model: type[Parsed], body: dict[str, Any]) -> Parsed:
+    """A request body checked against its model; the first problem names its field."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidValue(f"{where}: {first['msg']}", field=where,
+                           value=first.get("input") if isinstance(first.get("input"), (str, int, float)) else None) \
+            from None
+
+
+def _bounds(bounds: dict[str, BoundsBody] | None) -> dict[ServiceClassName, ClassBounds] | None:
+    if bounds is None:
+        return None
+    try:
+        return {ServiceClassName(c): ClassBounds(min=b.min_bps, max=b.max_bps) for c, b in bounds.items()}
+    except ValidationError as exc:
+        raise InvalidValue(f"bounds: {exc.errors()[0]['msg']}", field="bounds") from None
+
+
 def add_api(app: web.Application, service: ServiceLayer) -> None:
     api = RestApi(service)
     app.middlewares.append(api.middleware)
@@ -180,8 +306,18 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
 
 
 _OBJECT = {"type": "object"}
+_CREATED = {"201": {"description": "Created", "content": {"application/json": {"schema": _OBJECT}}}}
+_, _BODIES = models_json_schema([(m, "validation") for m in (CustomerBody, SlaBody, SlaChangeBody, StateBody)],
+                                ref_template="#/components/schemas/{model}")
+
+
+def _body(model: type[_Body]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+
+
 OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
+    "openapi": "3.1.0",
     "info": {"title": "CSMM REST API", "version": __version__,
              "description": "Customer Service Management for the GSB DiffServ service: SLAs, the SLS in effect, "
                             "conformance and invoices. A customer's token reaches its own objects only."},
@@ -195,13 +331,31 @@ OPENAPI: dict[str, Any] = {
                           "properties": {"class": {"type": "string", "enum": ["gold", "silver", "bronze"]},
                                          "bandwidth_bps": {"type": "integer", "minimum": 0},
                                          "expect_version": {"type": "integer"}}},
+            **_BODIES["$defs"],
         }},
     "security": [{"bearer": []}],
     "paths": {
-        f"{PREFIX}/slas": {"get": {"summary": "The SLAs (with their SLS) the token may see",
-                                   "responses": _responses({"type": "array", "items": _OBJECT})}},
-        f"{PREFIX}/slas/{{sla}}": {"get": {"summary": "One SLA with its SLS", "parameters": [_SLA_NAME],
-                                           "responses": _responses(_OBJECT, 404)}},
+        f"{PREFIX}/customers": {
+            "get": {"summary": "The customers and peer domains the token may see (a customer's: itself)",
+                    "responses": _responses({"type": "array", "items": _OBJECT})},
+            "post": {"summary": "Add a customer or peer domain (domain manager)", "requestBody": _body(CustomerBody),
+                     "responses": {**_CREATED, **_responses(_OBJECT, 403, 409, 422)}}},
+        f"{PREFIX}/slas": {
+            "get": {"summary": "The SLAs (with their SLS) the token may see",
+                    "responses": _responses({"type": "array", "items": _OBJECT})},
+            "post": {"summary": "Create an SLA (domain manager); unset bounds come from the offering, capped at the "
+                                "access speed; admission control checks every link on the path",
+                     "requestBody": _body(SlaBody),
+                     "responses": {**_CREATED, **_responses(_OBJECT, 403, 404, 409, 422)}}},
+        f"{PREFIX}/slas/{{sla}}": {
+            "get": {"summary": "One SLA with its SLS", "parameters": [_SLA_NAME],
+                    "responses": _responses(_OBJECT, 404)},
+            "patch": {"summary": "Change an SLA's terms (domain manager); the terms not given are kept, and the SLS "
+                                 "in effect must still fit", "parameters": [_SLA_NAME],
+                      "requestBody": _body(SlaChangeBody), "responses": _responses(_OBJECT, 403, 404, 409, 422)}},
+        f"{PREFIX}/slas/{{sla}}/state": {
+            "put": {"summary": "Move an SLA along its life cycle (domain manager)", "parameters": [_SLA_NAME],
+                    "requestBody": _body(StateBody), "responses": _responses(_OBJECT, 403, 404, 409, 422)}},
         f"{PREFIX}/slas/{{sla}}/sls": {
             "get": {"summary": "The SLS in effect and when the next change is allowed", "parameters": [_SLA_NAME],
                     "responses": _responses(_OBJECT, 404)},
