@@ -21,8 +21,8 @@ from tests.conftest import DEMO_FILE
 CSMM = str(Path(sys.executable).with_name("csmm"))
 
 
-def run(db: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([CSMM, "--db", db, *args], capture_output=True, text=True, timeout=120)
+def run(db: str, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([CSMM, "--db", db, *args], capture_output=True, text=True, timeout=120, input=input)
     if check and result.returncode != 0:
         raise AssertionError(f"csmm {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result

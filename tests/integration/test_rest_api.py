@@ -4,9 +4,6 @@ the SLS changed within the SLA's bounds, conformance as the CLI shows it, JSON r
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEMO_FILE
-from tests.integration.snmp_support import free_tcp_port, wait_until
-from tests.integration.test_cli import CSMM, run
+from tests.integration.test_cli import run
+from tests.integration.web_support import controller
 
 
 @dataclass
@@ -55,25 +52,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     run(db, "apply", str(DEMO_FILE))
     tokens = {"acme": token(db, "acme-app", "acme"), "globex": token(db, "globex-app", "globex"),
               "operator": token(db, "noc")}
-    port = free_tcp_port()
-    log = (directory / "serve.log").open("w")
-    process = subprocess.Popen([CSMM, "--db", db, "serve", "--no-agents", "--no-snmp", "--no-netconf", "--http",
-                                f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-    try:
-        wait_until("the controller's HTTP endpoint", healthy, timeout=30)
+    with controller(db, directory) as base:
         yield Api(db, base, tokens)
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        log.close()
 
 
 def test_a_request_without_a_valid_token_is_refused_with_401(api: Api) -> None:

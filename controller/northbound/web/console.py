@@ -31,6 +31,9 @@ from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
 from controller.southbound.store import SouthboundStore
 
 CLASSES = [c.value for c in ServiceClassName]
+_CREATE_FIELDS = ("name", "customer", "offering", "router", "interface", "access_speed", "prefixes", "state", "class",
+                  "bandwidth")
+_BOUND_FIELDS = tuple(f"{c}_{end}" for c in CLASSES for end in ("min", "max"))
 
 
 def manager_of(request: web.Request) -> Principal:
@@ -117,8 +120,7 @@ class Console:
         def read() -> dict[str, Any]:
             return {"rows": self.service.list_sls(principal), "customers": self.service.list_customers(principal),
                     "measured": self.service.conformance(principal)}
-        empty = {"name": "", "customer": "", "offering": "", "router": "", "interface": "", "access_speed": "",
-                 "prefixes": "", "state": "offered", "class": "", "bandwidth": ""}
+        empty = {**{k: "" for k in (*_CREATE_FIELDS, *_BOUND_FIELDS)}, "state": "offered"}
         return self.site.page(request, "console_slas.html", status=status, title="SLAs", refusal=refusal,
                               asked=asked or empty, offerings=sorted(self.service.catalog.offerings), classes=CLASSES,
                               states=[s.value for s in LifecycleState][:5], **await asyncio.to_thread(read))
@@ -126,14 +128,14 @@ class Console:
     async def create_sla(self, request: web.Request) -> web.Response:
         principal = manager_of(request)
         form = await request.post()
-        asked = {k: str(form.get(k, "")).strip() for k in ("name", "customer", "offering", "router", "interface",
-                                                            "access_speed", "prefixes", "state", "class", "bandwidth")}
+        asked = {k: str(v).strip() for k, v in form.items() if k != "csrf"}
+        asked = {k: asked.get(k, "") for k in (*_CREATE_FIELDS, *_BOUND_FIELDS)}
         try:
             spec = SlaSpec(name=asked["name"], customer=asked["customer"], offering=asked["offering"],
                            attachment=Attachment(asked["router"], asked["interface"],
                                                  _bandwidth(asked["access_speed"], "attachment.access_speed"),
                                                  tuple(asked["prefixes"].replace(",", " ").split())),
-                           state=_choice(LifecycleState, asked["state"], "state"),
+                           bounds=_bounds(asked), state=_choice(LifecycleState, asked["state"], "state"),
                            initial_class=_choice(ServiceClassName, asked["class"], "sls.class") if asked["class"]
                            else None,
                            initial_bandwidth_bps=_bandwidth(asked["bandwidth"], "sls.bandwidth") if asked["bandwidth"]
