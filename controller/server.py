@@ -57,7 +57,7 @@ def http_app(service: ServiceLayer, southbound: Southbound | None = None,
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     add_api(app, service)
-    add_site(app, service, secure_cookies)
+    add_site(app, service, secure_cookies, southbound.class_rates if southbound is not None else None)
     return app
 
 

@@ -32,7 +32,7 @@ from controller.domain.principal import DOMAIN_MANAGER
 from controller.feedback.engine import FeedbackEngine, FeedbackSettings
 from controller.service.events import SLA_CLEARED, SLA_VIOLATION, Event
 from controller.service.layer import ServiceLayer
-from controller.southbound.counters import ClassKey, CounterFormatError, CounterReport, decode_report
+from controller.southbound.counters import ClassKey, ClassRow, CounterFormatError, CounterReport, decode_report
 from controller.southbound.pki import peer_identity, server_credentials
 from controller.southbound.store import Members, SouthboundStore
 from controller.southbound.wire import config_message
@@ -55,6 +55,16 @@ class ClassSample:
     packets: int
     drops: int
     overlimits: int
+    at_ns: int = 0
+    rate_bps: float | None = None    # since the previous sample: what the class carries now
+
+
+def sample_after(previous: ClassSample | None, row: ClassRow) -> ClassSample:
+    """The class's new sample, with its rate since `previous` (none after a counter reset)."""
+    rate = None
+    if previous is not None and row.timestamp_ns > previous.at_ns and row.octets >= previous.bytes:
+        rate = (row.octets - previous.bytes) * 8e9 / (row.timestamp_ns - previous.at_ns)
+    return ClassSample(row.octets, row.packets, row.drops, row.overlimits, row.timestamp_ns, rate)
 
 
 @dataclass
@@ -93,6 +103,13 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
             return  # what the feedback part found changes no config
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._dirty.set)
+
+    def class_rates(self) -> dict[tuple[str, str, str], float]:
+        """What each QoS class carries now, by (router, interface, class), from the last two
+        counter reports of the routers connected now."""
+        return {(router, interface, name): sample.rate_bps
+                for router, session in self.sessions.items()
+                for (interface, name), sample in session.counters.items() if sample.rate_bps is not None}
 
     def router_ok(self, router: str) -> bool:
         """Is the router's agent connected, with the config last sent applied?"""
@@ -258,8 +275,8 @@ class Southbound(agent_pb2_grpc.AgentServiceServicer):
                 if report is None:
                     continue
                 for c in report.rows():
-                    session.counters[(c.interface, c.class_name)] = ClassSample(c.octets, c.packets, c.drops,
-                                                                                c.overlimits)
+                    key = (c.interface, c.class_name)
+                    session.counters[key] = sample_after(session.counters.get(key), c)
                 self.feedback.counters(session.router, report)
                 await asyncio.to_thread(self.store.ingest, session.router, report, session.members)
             elif kind == "heartbeat":

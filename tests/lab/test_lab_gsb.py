@@ -562,3 +562,70 @@ def test_f_a_router_out_of_sync_is_an_outage_and_one_over_the_maximum_a_violatio
         session.close_session()
         _change(gsb, "globex-main", "gold", 2_000_000)
         gsb.wait_in_sync(30)
+
+
+# --- issue 9: the portal, with the lab up ----------------------------------------------------------------
+
+def _web_login(gsb: Gsb, name: str, customer: str | None) -> None:
+    done = subprocess.run([BIN / "csmm", "--db", gsb.controller.url, "web", "user", "add", name,
+                           *(("--customer", customer) if customer else ()), "--password-from-stdin"],
+                          input="lab password 9\n", capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def _browser_log_in(page, base: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{base}/login")
+    page.fill("#name", name)
+    page.fill("#password", "lab password 9")
+    page.click("button[type=submit]")
+
+
+def test_g_a_customer_changes_its_sls_in_chromium_and_the_router_carries_it(gsb: Gsb) -> None:
+    """The README's acceptance with the lab up: the change made in the portal is on edge1's HTB
+    leaf for acme, and the console shows what the link carries per class."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base = f"http://127.0.0.1:{gsb.controller.http_port}"
+    _web_login(gsb, "alice", "acme")
+    _web_login(gsb, "noc", None)
+    acme = "198.19.1.0/24"
+    wire = WireCounters(gsb, "core", {"acme-ef": f"ip saddr {acme} ip dscp ef"})
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/lib/chromium/chromium")
+            page = browser.new_context(java_script_enabled=False).new_page()
+            _browser_log_in(page, base, "alice")
+            page.goto(f"{base}/portal/slas/acme-hq")
+            page.select_option("#class", "gold")
+            page.fill("#bandwidth", "2M")      # with globex's gold 2M, above core-egress's gold share here
+            page.click("text=Change SLS")
+            expect(page.locator("#refusal-field")).to_have_text("link[core-egress].gold")
+            page.fill("#bandwidth", "1.5M")
+            page.click("text=Change SLS")
+            expect(page.locator("#changed")).to_contain_text("gold 1.5 Mbit/s")
+            shown = json.loads(gsb.controller.csmm("sls", "show", "acme-hq", "--json").stdout)
+            assert (shown["class"], shown["bandwidth_bps"], shown["channel"]) == ("gold", 1_500_000, "web")
+            gsb.wait_in_sync()
+            applied = gsb.topology.parent / f"clab-{LAB}" / "edge1" / "state" / "applied.json"
+            minor = json.loads(applied.read_text())["minors"]["eth1"]["gold/acme-hq"]
+            leaf = gsb.node("edge1", "tc", "class", "show", "dev", "eth1", "classid", f"1:{minor:x}")
+            assert re.search(r"\brate (1500Kbit|1\.5Mbit)\b", leaf), leaf
+
+            thread, runs = _in_background(gsb, gsb.scenario("portal", [
+                {"customer": "acme-hq", "node": "acme", "dscp": "EF", "rate": "1M"}], duration=8))
+            wait_for("acme's traffic at the core as EF", lambda: wire.read()["acme-ef"][0] > 200, 5)
+            time.sleep(2.5)
+            console = browser.new_context(java_script_enabled=False).new_page()
+            _browser_log_in(console, base, "noc")
+            console.goto(f"{base}/console/topology")
+            row = console.locator("#utilisation tr", has_text="edge1-core").first
+            gold = row.locator("td").nth(2).inner_text()
+            thread.join(60)
+            browser.close()
+        assert runs, "the traffic run did not finish"
+        rate = float(gold.split()[0]) * {"kbit/s": 1e3, "Mbit/s": 1e6}[gold.split()[1]]
+        print(f"\nconsole: edge1-core carries gold {gold} while acme sends 1 Mbit/s of EF")
+        assert 0.8e6 <= rate <= 1.2e6, gold
+    finally:
+        wire.remove()
+        gsb.set_sls("acme-hq", "silver", "5M")

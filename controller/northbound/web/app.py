@@ -3,9 +3,11 @@ customer portal and the domain manager's console. The REST API (api.py) sits bes
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
-from controller.northbound.web.console import Console
+from controller.northbound.web.console import ClassRates, Console
 from controller.northbound.web.portal import CustomerPortal
 from controller.northbound.web.site import Site
 from controller.service.layer import ServiceLayer
@@ -13,8 +15,10 @@ from controller.service.layer import ServiceLayer
 MAX_REQUEST_BYTES = 64 * 1024 * 1024   # a bulk import's provisioning file; other bodies are small
 
 
-def add_site(app: web.Application, service: ServiceLayer, secure_cookies: bool = True) -> Site:
+def add_site(app: web.Application, service: ServiceLayer, secure_cookies: bool = True,
+             class_rates: Callable[[], ClassRates] | None = None) -> Site:
+    """`class_rates`: the southbound's measured rate of every QoS class (none without agents)."""
     site = Site(service, secure_cookies)
     app.middlewares.append(site.middleware)
-    app.add_routes([*site.routes(), *CustomerPortal(site).routes(), *Console(site).routes()])
+    app.add_routes([*site.routes(), *CustomerPortal(site).routes(), *Console(site, class_rates).routes()])
     return site

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +28,7 @@ from controller.northbound.web.portal import Refusal, refusal_of
 from controller.northbound.web.site import Site, principal_of
 from controller.provisioning.apply import plan
 from controller.provisioning.model import parse_provisioning
+from controller.domain.topology import Topology
 from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
 from controller.southbound.store import SouthboundStore
 
@@ -58,9 +60,31 @@ class ImportJob:
     warnings: list[str] = field(default_factory=list)
 
 
+ClassRates = dict[tuple[str, str, str], float]     # (router, interface, class) -> bit/s now
+
+
+@dataclass(frozen=True)
+class LinkUse:
+    """What a link carries now per class, each way: measured on the egress interface of each end."""
+
+    link: str
+    capacity_bps: int
+    forward: dict[str, float]      # a -> b: the classes of a's interface
+    backward: dict[str, float]     # b -> a (empty for an egress point)
+
+
+def link_use(topology: Topology, rates: ClassRates) -> list[LinkUse]:
+    def at(router: str, interface: str) -> dict[str, float]:
+        return {c: rates[(router, interface, c)] for c in CLASSES if (router, interface, c) in rates}
+    return [LinkUse(link.name, link.capacity_bps, at(link.a.router, link.a.interface),
+                    at(link.b.router, link.b.interface) if link.b is not None else {})
+            for link in topology.links]
+
+
 class Console:
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, class_rates: Callable[[], ClassRates] | None = None) -> None:
         self.site = site
+        self.class_rates = class_rates
         self.service: ServiceLayer = site.service
         self.accounting = Accounting(site.service)
         self.imports: dict[str, ImportJob] = {}
@@ -206,8 +230,10 @@ class Console:
         principal = manager_of(request)
 
         def read() -> dict[str, Any]:
-            return {"topology": self.service.topology(principal), "loads": self.service.link_loads(principal),
-                    "overbooking": self.service.overbooking}
+            topology = self.service.topology(principal)
+            return {"topology": topology, "loads": self.service.link_loads(principal),
+                    "overbooking": self.service.overbooking, "measuring": self.class_rates is not None,
+                    "uses": link_use(topology, self.class_rates() if self.class_rates else {}), "classes": CLASSES}
         return self.site.page(request, "console_topology.html", title="Topology", **await asyncio.to_thread(read))
 
     async def routers(self, request: web.Request) -> web.Response:

@@ -34,7 +34,7 @@ SESSION_COOKIE = "csmm_session"
 LOGIN_CSRF_COOKIE = "csmm_login_csrf"
 SESSION = "csmm.session"       # the request's WebSession, set by the middleware
 STATIC = Path(__file__).parent / "static"
-_PUBLIC = ("/login", "/static/", "/healthz", "/metrics", "/api/")
+_PUBLIC = ("/login", "/static/", "/favicon.ico", "/healthz", "/metrics", "/api/")
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -118,7 +118,9 @@ class Site:
 
     async def login_form(self, request: web.Request, error: str = "", status: int = 200,
                          name: str = "") -> web.Response:
-        token = secrets.token_urlsafe(32)
+        # One token per browser until it logs in: a second login page (another tab, a browser's own
+        # request that lands here) must not invalidate the form already shown.
+        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = self.page(request, "login.html", status=status, title="Log in", login_csrf=token, error=error,
                              name=name,
                              next=_local(request.query.get("next", "/")))
