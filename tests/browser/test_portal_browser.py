@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,8 +53,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     add_login(db, "alice", "acme")
     add_login(db, "noc")
     now = datetime.now(timezone.utc)
-    with Database(db).write() as session:   # an hour of metered silver traffic, as the southbound records it
-        add_meter_usage(session, {("acme-hq", "silver"): _Delta(1_800_000_000, 1_200_000, 0)}, {"silver": 34}, now)
+    with Database(db).write() as session:   # six hours of metered silver traffic, as the southbound records it
+        for hours_ago, megabytes in enumerate((1200, 1900, 2100, 1500, 2000, 1700)):
+            add_meter_usage(session, {("acme-hq", "silver"): _Delta(megabytes * 1_000_000, megabytes * 800, 0)},
+                            {"silver": 34}, now - timedelta(hours=hours_ago))
     with controller(db, directory) as base:
         yield Site(db, base)
 
@@ -130,7 +132,7 @@ def test_the_conformance_chart_shows_throughput_against_the_sls(site: Site, page
     assert box is not None and box["width"] > 300 and box["height"] > 150
     expect(chart.locator("path.agreed")).not_to_have_count(0)
     expect(chart.locator("polyline.measured-silver")).to_have_count(1)
-    expect(chart.locator("circle.point-silver")).to_have_count(1)
+    expect(chart.locator("circle.point-silver")).to_have_count(6)
     shot(page, "portal-conformance")
     for path, name in (("/portal/invoices", "portal-invoices"), ("/portal/usage", "portal-usage")):
         page.goto(site.base + path)
