@@ -1,9 +1,9 @@
 """The controller process (`csmm serve`): one asyncio loop hosting the adapters.
 
-Today: the southbound gRPC server for router agents, the SNMP agent (SNMPv3, CSM-MIB), the
-NETCONF server, the accounting policies' enforcement, an HTTP endpoint with `/healthz`, the
-Prometheus `/metrics` and the REST API (`/api/v1`), and a log line for every event the service
-layer emits. The web portal plugs in here as it lands.
+The southbound gRPC server for router agents, the SNMP agent (SNMPv3, CSM-MIB), the NETCONF
+server, the accounting policies' enforcement, and one HTTP endpoint with the web portal and
+console (`/`), the REST API (`/api/v1`), `/healthz` and the Prometheus `/metrics`; and a log line
+for every event the service layer emits.
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ async def serve(service: ServiceLayer, host: str, port: int, agents: AgentListen
     site = web.TCPSite(runner, host, port)
     await site.start()  # raises OSError (address in use, ...) instead of starting half-way
     policies = asyncio.create_task(enforce_accounting_policies(service, stop, metering_interval_s))
-    log.info("csmm %s serving: http://%s:%d/healthz and /metrics; database %s; %d offerings", __version__, host, port,
-             service.database.describe(), len(service.catalog.offerings))
+    log.info("csmm %s serving: the portal and console at http://%s:%d/, REST at /api/v1, /healthz and /metrics; "
+             "database %s; %d offerings", __version__, host, port, service.database.describe(),
+             len(service.catalog.offerings))
     try:
         await stop.wait()
     finally:
