@@ -179,7 +179,7 @@ def test_the_domain_manager_adds_a_customer_and_watches_a_bulk_import(site: Site
     page.set_input_files("#file", str(upload))
     page.click("button:has-text('Import')")
     expect(page.locator("h1")).to_have_text("Import of customers.yaml")
-    page.wait_for_timeout(100)
+    expect(page.locator("#import-progress")).to_have_count(1)     # 400 SLAs take longer than the redirect
     shot(page, "console-import")
     for _ in range(120):                      # without JavaScript, the page refreshes itself each second
         if page.locator("#import-state").text_content() in ("done", "refused"):
