@@ -188,8 +188,8 @@ class Accounting:
         query = self._visible_invoices(principal).order_by(InvoiceRow.id)
         if customer is not None:
             query = query.where(CustomerRow.name == customer)
-        if month is not None:
-            query = query.where(InvoiceRow.month == month)
+        if month is not None:   # "2026-1" means 2026-01; "garbage" is refused like everywhere else
+            query = query.where(InvoiceRow.month == month_name(parse_month(month)))
         with self.database.read() as session:
             return [documents.from_document(documents.parse_json(doc)) for doc in session.scalars(query)]
 
@@ -323,6 +323,7 @@ class Accounting:
         and hours per class over every SLA."""
         require_domain_manager(principal, "read the revenue summary")
         month = parse_month(month_text)
+        month_text = month_name(month)
         now = self.service.clock()
         with self.database.read() as session:
             loaded = self.load_month(session, month, now, until=min(now, month.end))

@@ -114,6 +114,8 @@ def test_conformance_reads_as_the_cli_shows_it(api: Api) -> None:
 def test_invoices_are_listed_per_customer_and_the_openapi_document_needs_no_token(api: Api) -> None:
     status, invoices, _ = api.call("GET", "/api/v1/invoices?month=2026-11", "acme")
     assert status == 200 and invoices == []
+    status, refused, _ = api.call("GET", "/api/v1/invoices?month=garbage", "acme")
+    assert status == 422 and refused["field"] == "month"
     status, document, _ = api.call("GET", "/api/v1/openapi.json")
     assert status == 200 and document["openapi"].startswith("3.")
     assert "/api/v1/slas/{sla}/conformance" in document["paths"]

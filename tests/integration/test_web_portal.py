@@ -78,7 +78,14 @@ def test_login_sets_a_strict_session_cookie_and_stores_only_an_argon2id_hash(por
     with Database(portal.db).read() as session:
         stored = session.scalar(select(WebUserRow.password_hash).where(WebUserRow.name == "alice"))
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
-    assert portal.client().log_in("alice", next_path="https://evil.example/").location == "/"  # no open redirect
+    for elsewhere in ("https://evil.example/", "//evil.example", "/\t/evil.example", "/\\evil.example",
+                      "/\n/evil.example"):
+        assert portal.client().log_in("alice", next_path=elsewhere).location == "/", elsewhere  # no open redirect
+    failed_first = portal.client()
+    assert 'value="/portal/usage"' in failed_first.log_in("alice", "wrong password", "/portal/usage").body
+    replaced = dict(client.cookies)
+    assert client.log_in("alice").status == 303                  # logging in again ends the previous session
+    assert WebClient(portal.base, replaced).get("/portal").status == 303
 
 
 def test_a_wrong_password_and_an_unknown_name_look_the_same(portal: Portal) -> None:
@@ -111,6 +118,7 @@ def test_a_post_without_the_session_csrf_token_or_from_another_origin_changes_no
     assert sls_of(portal, "globex-main") == before
     login = portal.client().post("/login", {"name": "gina", "password": PASSWORD})   # no login CSRF token
     assert login.status == 403
+    assert client.post("/portal/slas/globex-main/sls", {"csrf": "jeton-forgé", "class": "gold"}).status == 403
 
 
 def test_a_customer_changes_its_sls_and_refusals_show_inline_with_field_bound_and_next_time(portal: Portal) -> None:
@@ -153,6 +161,9 @@ def test_a_customer_reaches_neither_another_customers_sla_nor_invoice_by_url(por
     assert client.post("/portal/slas/globex-main/sls", {"csrf": token, "class": "gold", "bandwidth": "1M"}).status \
         == 404
     assert sls_of(portal, "globex-main") == before
+    printable = client.get(f"/portal/invoices/{own}")
+    assert printable.status == 200 and "<style" in printable.body and "<script" not in printable.body
+    assert "style-src 'unsafe-inline'" in printable.headers["Content-Security-Policy"]   # its inline CSS applies
     mine = client.get(f"/portal/invoices/{own}?format=json")
     assert mine.status == 200 and json.loads(mine.body)["customer"] == "umbrella"
     assert mine.headers["Content-Disposition"] == f'attachment; filename="{own}.json"'
@@ -213,12 +224,16 @@ def test_the_domain_manager_manages_customers_and_slas_and_sees_refusals_on_the_
     refused = client.post("/console/slas", form)
     assert refused.status == 409 and "link[core-egress].gold" in refused.body and 'value="hooli-1"' in refused.body
     assert run(portal.db, "sla", "show", "hooli-1", check=False).returncode == 3     # nothing created
+    no_speed = client.post("/console/slas", {**form, "access_speed": ""})
+    assert no_speed.status == 422 and "attachment.access_speed is required" in no_speed.body
     created = client.post("/console/slas", {**form, "offering": "gsb-economy", "interface": "eth3", "router": "edge2",
                                             "silver_min": "1M", "silver_max": "4M", "bronze_min": "1M",
                                             "bronze_max": "10M", "class": "bronze", "bandwidth": "2M"})
     assert created.status == 303 and created.location == "/console/slas/hooli-1?created=1"
     terms = {"csrf": token, "offering": "gsb-economy", "access_speed": "10M", "prefixes": "198.19.9.0/24",
              "silver_min": "1M", "silver_max": "4M", "bronze_min": "1M", "bronze_max": "99M"}
+    unknown = client.post("/console/slas/hooli-1", {**terms, "offering": "gsb-platinum"})
+    assert unknown.status == 422 and 'id="refusal"' in unknown.body and "gsb-platinum" in unknown.body
     too_big = client.post("/console/slas/hooli-1", terms)
     assert too_big.status == 422 and "bounds.bronze" in too_big.body
     saved = client.post("/console/slas/hooli-1", {**terms, "bronze_max": "8M"})

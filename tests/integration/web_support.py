@@ -67,9 +67,11 @@ class Answer:
     def location(self) -> str:
         return self.headers.get("Location", "")
 
-    def form_token(self) -> str:
-        found = re.search(r'name="csrf" value="([^"]*)"', self.body)
-        assert found, "the page has no form with a CSRF token"
+    def form_token(self, action: str | None = None) -> str:
+        """The CSRF token of the page's first form (or of its form posting to `action`)."""
+        form = r'<form[^>]*action="' + re.escape(action) + r'"[^>]*>\s*' if action else ""
+        found = re.search(form + r'<input type="hidden" name="csrf" value="([^"]*)"', self.body)
+        assert found, f"the page has no form {action or ''} with a CSRF token"
         return found.group(1)
 
 
@@ -114,5 +116,5 @@ class WebClient:
         return answer
 
     def log_in(self, name: str, password: str = PASSWORD, next_path: str = "/") -> Answer:
-        token = self.get("/login").form_token()
+        token = self.get("/login").form_token("/login")
         return self.post("/login", {"csrf": token, "name": name, "password": password, "next": next_path})

@@ -37,6 +37,7 @@ IDLE = timedelta(minutes=30)
 LIFETIME = timedelta(hours=12)
 FAILURES_ALLOWED = 5
 FAILURE_WINDOW_S = 15 * 60.0
+MAX_TRACKED = 100_000          # (name, address) pairs with recent failures kept in memory
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
 
@@ -79,26 +80,45 @@ class LoginThrottle:
 
     def failed(self, name: str, address: str) -> None:
         with self._lock:
-            self._recent(name, address).append(time.monotonic())
+            if len(self._failures) >= MAX_TRACKED:
+                self._forget_expired()
+            while len(self._failures) >= MAX_TRACKED:     # still full: the pair failing longest ago goes
+                del self._failures[next(iter(self._failures))]
+            self._failures.setdefault(_key(name, address), deque()).append(time.monotonic())
 
     def succeeded(self, name: str, address: str) -> None:
         with self._lock:
-            self._failures.pop((name.lower(), address), None)
+            self._failures.pop(_key(name, address), None)
 
     def _recent(self, name: str, address: str) -> deque[float]:
-        failures = self._failures.setdefault((name.lower(), address), deque())
+        failures = self._failures.get(_key(name, address), deque())
         while failures and failures[0] <= time.monotonic() - self.window_s:
             failures.popleft()
         return failures
+
+    def _forget_expired(self) -> None:
+        """Drop pairs with no failure in the window, so names sprayed at the form cannot grow
+        the table without bound."""
+        cutoff = time.monotonic() - self.window_s
+        for key in [k for k, failures in self._failures.items() if not failures or failures[-1] <= cutoff]:
+            del self._failures[key]
+
+
+def _key(name: str, address: str) -> tuple[str, str]:
+    """A login name is at most 64 characters: a longer one is counted by its first 65, so a
+    sprayed name costs the table no more than a real one."""
+    return name[:65].lower(), address
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _principal(customer: str | None, kind: str | None) -> Principal:
-    if customer is None:
+def _principal(customer_id: int | None, customer: str | None, kind: str | None) -> Principal:
+    if customer_id is None:
         return DOMAIN_MANAGER
+    if customer is None:
+        raise LookupError(f"web login of customer id {customer_id}, which does not exist")
     return Principal(Role.PEER if kind == CustomerKind.PEER.value else Role.CUSTOMER, customer)
 
 
@@ -174,7 +194,7 @@ class WebAccounts:
 
     def session(self, token: str) -> WebSession | None:
         """The live session of a cookie token (sliding its idle expiry), or None."""
-        query = (select(WebSessionRow, CustomerRow.name, CustomerRow.kind)
+        query = (select(WebSessionRow, WebUserRow.customer_id, CustomerRow.name, CustomerRow.kind)
                  .join(WebUserRow, WebUserRow.name == WebSessionRow.user)
                  .outerjoin(CustomerRow, CustomerRow.id == WebUserRow.customer_id)
                  .where(WebSessionRow.token_hash == _digest(token)))
@@ -183,7 +203,7 @@ class WebAccounts:
             found = session.execute(query).first()
         if found is None:
             return None
-        row, customer, kind = found
+        row, customer_id, customer, kind = found
         if now >= row.expires_at or now >= row.last_seen_at + IDLE:
             self.log_out(token)
             return None
@@ -192,7 +212,7 @@ class WebAccounts:
                 live = session.get(WebSessionRow, row.token_hash)
                 if live is not None:
                     live.last_seen_at = now
-        return WebSession(row.user, _principal(customer, kind), row.csrf_token, row.expires_at)
+        return WebSession(row.user, _principal(customer_id, customer, kind), row.csrf_token, row.expires_at)
 
     def log_out(self, token: str) -> None:
         with self.service.database.write() as session:

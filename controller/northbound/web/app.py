@@ -12,7 +12,7 @@ from controller.northbound.web.portal import CustomerPortal
 from controller.northbound.web.site import Site
 from controller.service.layer import ServiceLayer
 
-MAX_REQUEST_BYTES = 64 * 1024 * 1024   # a bulk import's provisioning file; other bodies are small
+MAX_REQUEST_BYTES = 1024 * 1024   # every body but a bulk import's file (site.MAX_IMPORT_BYTES)
 
 
 def add_site(app: web.Application, service: ServiceLayer, secure_cookies: bool = True,

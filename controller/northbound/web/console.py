@@ -8,6 +8,7 @@ Only a session of the domain manager reaches it; a customer's is sent to its por
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
 from controller.southbound.store import SouthboundStore
 
 CLASSES = [c.value for c in ServiceClassName]
+KEPT_IMPORTS = 20          # finished imports whose pages stay available
+log = logging.getLogger("csmm.web")
 _CREATE_FIELDS = ("name", "customer", "offering", "router", "interface", "access_speed", "prefixes", "state", "class",
                   "bandwidth")
 _BOUND_FIELDS = tuple(f"{c}_{end}" for c in CLASSES for end in ("min", "max"))
@@ -157,7 +160,8 @@ class Console:
         try:
             spec = SlaSpec(name=asked["name"], customer=asked["customer"], offering=asked["offering"],
                            attachment=Attachment(asked["router"], asked["interface"],
-                                                 _bandwidth(asked["access_speed"], "attachment.access_speed"),
+                                                 _required(_bandwidth(asked["access_speed"], "attachment.access_speed"),
+                                                           "attachment.access_speed"),
                                                  tuple(asked["prefixes"].replace(",", " ").split())),
                            bounds=_bounds(asked), state=_choice(LifecycleState, asked["state"], "state"),
                            initial_class=_choice(ServiceClassName, asked["class"], "sls.class") if asked["class"]
@@ -200,13 +204,14 @@ class Console:
         asked = {k: str(v).strip() for k, v in form.items() if k != "csrf"}
         try:
             current = await asyncio.to_thread(self.service.get_sla, principal, name)
+        except NotFound as exc:
+            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+        try:   # from here a NotFound (an unknown offering) is a refusal of the form
             spec = amended_spec(current, offering=asked.get("offering") or None,
                                 access_speed_bps=_bandwidth(asked.get("access_speed", ""), "attachment.access_speed"),
                                 prefixes=asked.get("prefixes", "").replace(",", " ").split(),
                                 bounds=_bounds(asked), valid_until=_moment(asked.get("valid_until", ""), "valid_until"))
             await asyncio.to_thread(self.service.modify_sla, principal, current.id, spec)
-        except NotFound as exc:
-            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
         except CsmmError as exc:
             return await self.sla_page(request, refusal_of(exc), 422 if exc.code != "capacity-exceeded" else 409,
                                        asked)
@@ -228,12 +233,13 @@ class Console:
 
     async def topology(self, request: web.Request) -> web.Response:
         principal = manager_of(request)
+        rates = self.class_rates() if self.class_rates else {}   # on the loop, which owns the agents' sessions
 
         def read() -> dict[str, Any]:
             topology = self.service.topology(principal)
             return {"topology": topology, "loads": self.service.link_loads(principal),
                     "overbooking": self.service.overbooking, "measuring": self.class_rates is not None,
-                    "uses": link_use(topology, self.class_rates() if self.class_rates else {}), "classes": CLASSES}
+                    "uses": link_use(topology, rates), "classes": CLASSES}
         return self.site.page(request, "console_topology.html", title="Topology", **await asyncio.to_thread(read))
 
     async def routers(self, request: web.Request) -> web.Response:
@@ -279,6 +285,8 @@ class Console:
                 "choose a provisioning file (YAML or JSON, like csmm apply takes)", field="file")), 422)
         text = upload.file.read().decode("utf-8", errors="replace")
         job = ImportJob(secrets.token_urlsafe(8), upload.filename, datetime.now(timezone.utc))
+        for finished in [j.id for j in self.imports.values() if j.state in ("done", "refused")][:-KEPT_IMPORTS]:
+            del self.imports[finished]
         self.imports[job.id] = job
         threading.Thread(target=self._run_import, args=(principal, job, text), name=f"import-{job.id}",
                          daemon=True).start()
@@ -295,6 +303,11 @@ class Console:
             job.done, job.summary, job.warnings, job.state = job.total, report.summary(), report.warnings, "done"
         except CsmmError as exc:
             job.refusal, job.state = refusal_of(exc), "refused"
+        except Exception as exc:   # noqa: BLE001 - the page must not wait for a thread that died
+            log.exception("bulk import %s of %s failed", job.id, job.file)
+            job.refusal = Refusal("error", f"the import failed ({type(exc).__name__}); nothing was changed, and "
+                                           "the controller's log has the details", None, None, None)
+            job.state = "refused"
 
     async def import_progress(self, request: web.Request) -> web.Response:
         manager_of(request)
@@ -321,6 +334,12 @@ def _bandwidth(text: str, field_name: str) -> int | None:
     except ValueError:
         raise InvalidValue(f"{field_name} {text!r} is not a bandwidth; write it like 20M, 512k or 1500000",
                            field=field_name, value=text) from None
+
+
+def _required(value: int | None, field_name: str) -> int:
+    if value is None:
+        raise InvalidValue(f"{field_name} is required", field=field_name)
+    return value
 
 
 def _bounds(asked: dict[str, str]) -> dict[ServiceClassName, ClassBounds] | None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -33,7 +35,10 @@ from controller.service.layer import ServiceLayer
 SESSION_COOKIE = "csmm_session"
 LOGIN_CSRF_COOKIE = "csmm_login_csrf"
 SESSION = "csmm.session"       # the request's WebSession, set by the middleware
+IMPORT_PATH = "/console/import"
+MAX_IMPORT_BYTES = 64 * 1024 * 1024   # a bulk import's provisioning file; every other body: aiohttp's 1 MiB
 STATIC = Path(__file__).parent / "static"
+MAX_LOGINS_WAITING = 8
 _PUBLIC = ("/login", "/static/", "/favicon.ico", "/healthz", "/metrics", "/api/")
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -57,6 +62,10 @@ class Site:
         self.service = service
         self.accounts = WebAccounts(service)
         self.secure_cookies = secure_cookies
+        # Password hashing gets threads of its own, so a burst of logins cannot hold up the
+        # worker threads that pages, the REST API and the agents' counters share.
+        self._hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="login")
+        self._logins_waiting = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.home), web.get("/login", self.login_form), web.post("/login", self.login),
@@ -77,12 +86,15 @@ class Site:
                              message="Your session has ended; log in again.")
         if session is not None:
             request[SESSION] = session
+        if request.method == "POST" and request.path == IMPORT_PATH:
+            request = request.clone(client_max_size=MAX_IMPORT_BYTES)
         if request.method == "POST":
             refused = await self._check_post(request, session)
             if refused is not None:
                 return refused
         response = await handler(request)
-        response.headers.update(_HEADERS)
+        for header, value in _HEADERS.items():   # a response may set its own (a printable invoice's CSP)
+            response.headers.setdefault(header, value)
         return response
 
     async def _check_post(self, request: web.Request, session: WebSession | None) -> web.Response | None:
@@ -93,7 +105,8 @@ class Site:
         form = await request.post()
         on_login = request.path == "/login"
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "") if on_login or session is None else session.csrf_token
-        if not expected or not hmac.compare_digest(str(form.get("csrf", "")), expected):
+        given = str(form.get("csrf", "")).encode()
+        if not expected or not hmac.compare_digest(given, expected.encode()):
             return self.page(request, "error.html", status=403, title="Refused",
                              message="The form's security token is missing or stale; reload the page and try again.")
         return None
@@ -117,13 +130,13 @@ class Site:
         raise web.HTTPSeeOther("/console" if principal.is_domain_manager else "/portal")
 
     async def login_form(self, request: web.Request, error: str = "", status: int = 200,
-                         name: str = "") -> web.Response:
+                         name: str = "", next_path: str | None = None) -> web.Response:
         # One token per browser until it logs in: a second login page (another tab, a browser's own
         # request that lands here) must not invalidate the form already shown.
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
         response = self.page(request, "login.html", status=status, title="Log in", login_csrf=token, error=error,
                              name=name,
-                             next=_local(request.query.get("next", "/")))
+                             next=_local(next_path if next_path is not None else request.query.get("next", "/")))
         response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/login",
                             secure=self.secure_cookies)
         return response
@@ -131,16 +144,29 @@ class Site:
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
-        address = request.remote or "?"
+        target = _local(str(form.get("next", "/")))
+        if self._logins_waiting >= MAX_LOGINS_WAITING:   # Argon2 is costly by design: refuse, don't queue
+            response = await self.login_form(request, error="the server is busy; try again in a moment",
+                                             status=503, name=name, next_path=target)
+            response.headers["Retry-After"] = "2"
+            return response
+        self._logins_waiting += 1
         try:
-            token = await asyncio.to_thread(self.accounts.log_in, name, password, address)
+            token = await asyncio.get_running_loop().run_in_executor(
+                self._hashing, self.accounts.log_in, name, password, request.remote or "?")
         except LoginThrottled as exc:
-            response = await self.login_form(request, error=str(exc), status=429, name=name)
+            response = await self.login_form(request, error=str(exc), status=429, name=name, next_path=target)
             response.headers["Retry-After"] = str(exc.retry_after_s)
             return response
+        finally:
+            self._logins_waiting -= 1
         if token is None:
-            return await self.login_form(request, error="wrong login name or password", status=401, name=name)
-        response = web.HTTPSeeOther(_local(str(form.get("next", "/"))))
+            return await self.login_form(request, error="wrong login name or password", status=401, name=name,
+                                         next_path=target)
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:
+            await asyncio.to_thread(self.accounts.log_out, previous)
+        response = web.HTTPSeeOther(target)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/",
                             secure=self.secure_cookies)
         response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -153,9 +179,13 @@ class Site:
         return response
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/._~?&=%+-]*")
+
+
 def _local(target: str) -> str:
-    """Only a path on this server may follow a login (no open redirect to another site)."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+    """Only a plain path on this server may follow a login: no scheme, no host, and no character
+    (backslash, tab, newline...) that a browser might read as the start of another site."""
+    return target if _LOCAL_PATH.fullmatch(target) and not target.startswith("//") else "/"
 
 
 def principal_of(request: web.Request) -> Principal:
