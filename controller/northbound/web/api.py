@@ -182,7 +182,7 @@ class RestApi:
         return reply(await asyncio.to_thread(read))
 
     async def list_invoices(self, request: web.Request) -> web.Response:
-        month = request.query.get("month")
+        month = request.query.get("month") or None
         found = await asyncio.to_thread(self.accounting.invoices, request[PRINCIPAL], None, month)
         return reply([{"number": i.number, "kind": i.kind, "customer": i.customer, "month": i.month,
                        "total": str(i.total), "currency": i.currency, "refers_to": i.refers_to} for i in found])
@@ -369,7 +369,7 @@ OPENAPI: dict[str, Any] = {
         f"{PREFIX}/invoices": {"get": {"summary": "Issued invoices and notes the token may see",
                                        "parameters": [{"name": "month", "in": "query", "required": False,
                                                        "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}$"}}],
-                                       "responses": _responses({"type": "array", "items": _OBJECT})}},
+                                       "responses": _responses({"type": "array", "items": _OBJECT}, 422)}},
         f"{PREFIX}/invoices/{{number}}": {"get": {"summary": "One issued invoice or note (JSON document)",
                                                   "parameters": [{"name": "number", "in": "path", "required": True,
                                                                   "schema": {"type": "string"}}],
