@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -39,7 +40,13 @@ FAILURES_ALLOWED = 5
 FAILURE_WINDOW_S = 15 * 60.0
 MAX_TRACKED = 100_000          # (name, address) pairs with recent failures kept in memory
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash that no password matches, verified for unknown names; made at the first login, not
+    at import (an Argon2 hash takes ~0.25 s, and every `csmm` command imports this module)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ class WebAccounts:
         self.throttle.check(name, address)
         with self.service.database.read() as session:
             row = session.get(WebUserRow, name)
-            stored = row.password_hash if row is not None else _DUMMY_HASH
+            stored = row.password_hash if row is not None else _dummy_hash()
         try:
             _hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
