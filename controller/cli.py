@@ -29,7 +29,7 @@ from controller.domain.errors import CsmmError
 from controller.domain.principal import Channel, Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.domain.units import format_bandwidth, format_duration, parse_bandwidth
-from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
+from controller.service.layer import Keep, ServiceLayer, SlaSpec, amended_spec
 from controller.service.views import agent_view, conformance_view, json_default, sla_view, sls_view
 from controller.store import migrate
 from controller.store.database import DEFAULT_URL, Database
@@ -420,7 +420,7 @@ def sla_set(obj: Context, sla_ref: str, offering: str | None, access_speed: int 
     """Change an SLA's terms (domain manager only). The SLS in effect must still fit them."""
     current = obj.service.get_sla(obj.principal, _ref(sla_ref))
     spec = amended_spec(current, offering=offering, access_speed_bps=access_speed, prefixes=prefixes, bounds=bounds,
-                        valid_until=valid_until.replace(tzinfo=timezone.utc) if valid_until else None)
+                        valid_until=valid_until.replace(tzinfo=timezone.utc) if valid_until else Keep.KEEP)
     changed = obj.service.modify_sla(obj.principal, current.id, spec)
     click.echo(f"SLA {changed.name} changed" if changed != current else f"SLA {changed.name} unchanged")
 

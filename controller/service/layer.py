@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
+from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, bindparam, func, insert, select, text, update
@@ -74,19 +75,25 @@ class SlaSpec:
     initial_bandwidth_bps: int | None = None
 
 
+class Keep(Enum):
+    """A term left as it is (where None has a meaning of its own: no end of validity)."""
+
+    KEEP = "keep"
+
+
 def amended_spec(current: Sla, *, offering: str | None = None, access_speed_bps: int | None = None,
                  prefixes: Sequence[str] = (), bounds: dict[ServiceClassName, ClassBounds] | None = None,
-                 valid_until: datetime | None = None) -> SlaSpec:
+                 valid_until: datetime | None | Keep = Keep.KEEP) -> SlaSpec:
     """The spec of `current` with the given terms changed, the others kept: what `csmm sla set`,
     REST's PATCH and the console's form ask `modify_sla` for. Moving to another offering without
-    bounds takes the new offering's."""
+    bounds takes the new offering's; valid_until=None makes the SLA open-ended."""
     t = current.terms
     attachment = Attachment(t.attachment.router, t.attachment.interface,
                             access_speed_bps or t.attachment.access_speed_bps, tuple(prefixes) or t.attachment.prefixes)
     return SlaSpec(name=current.name, customer=current.customer, offering=offering or t.offering, attachment=attachment,
                    bounds=bounds or (None if offering and offering != t.offering else t.bounds),
                    change_policy=t.change_policy, availability=t.availability, valid_from=t.valid_from,
-                   valid_until=valid_until or t.valid_until, state=current.state)
+                   valid_until=t.valid_until if valid_until is Keep.KEEP else valid_until, state=current.state)
 
 
 @dataclass(frozen=True)

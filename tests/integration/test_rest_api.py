@@ -168,6 +168,12 @@ def test_the_domain_manager_adds_a_customer_and_creates_modifies_and_moves_an_sl
     status, changed, _ = api.call("PATCH", "/api/v1/slas/hooli-1", "operator", {"access_speed_bps": 8_000_000})
     assert status == 200 and changed["attachment"]["access_speed_bps"] == 8_000_000
     assert changed["bounds"]["gold"]["max"] == 1_000_000                       # the terms not given are kept
+    status, ending, _ = api.call("PATCH", "/api/v1/slas/hooli-1", "operator", {"valid_until": "2027-06-30T00:00:00Z"})
+    assert status == 200 and ending["valid_until"] == "2027-06-30T00:00:00+00:00"
+    assert api.call("PATCH", "/api/v1/slas/hooli-1", "operator", {"access_speed_bps": 9_000_000})[1]["valid_until"] \
+        == "2027-06-30T00:00:00+00:00"                                          # absent: kept
+    status, open_ended, _ = api.call("PATCH", "/api/v1/slas/hooli-1", "operator", {"valid_until": None})
+    assert status == 200 and open_ended["valid_until"] is None                 # null: open-ended again
     status, moved, _ = api.call("PUT", "/api/v1/slas/hooli-1/state", "operator", {"state": "offered"})
     assert status == 409 and moved["error"] == "conflict"                      # states only move forward
     status, moved, _ = api.call("PUT", "/api/v1/slas/hooli-1/state", "operator", {"state": "deinstalled"})

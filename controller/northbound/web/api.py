@@ -29,7 +29,7 @@ from controller.domain.errors import (CapacityExceeded, ClassNotAllowed, Conflic
 from controller.domain.principal import Channel
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
 from controller.northbound.web.tokens import ApiTokens
-from controller.service.layer import ServiceLayer, SlaSpec, amended_spec
+from controller.service.layer import Keep, ServiceLayer, SlaSpec, amended_spec
 from controller.service.views import agent_view, conformance_view, json_default, sla_view, sls_view, usage_view
 from controller.southbound.store import SouthboundStore
 
@@ -139,7 +139,7 @@ class RestApi:
             current = self.service.get_sla(principal, name)
             spec = amended_spec(current, offering=body.offering, access_speed_bps=body.access_speed_bps,
                                 prefixes=body.prefixes or (), bounds=_bounds(body.bounds),
-                                valid_until=body.valid_until)
+                                valid_until=body.valid_until if "valid_until" in body.model_fields_set else Keep.KEEP)
             changed = self.service.modify_sla(principal, current.id, spec)
             return {**sla_view(changed), "sls": sls_view(self.service.get_sls(principal, name))}
         return reply(await asyncio.to_thread(modify))
@@ -254,7 +254,7 @@ class SlaChangeBody(_Body):
     access_speed_bps: int | None = Field(default=None, gt=0)
     prefixes: list[str] | None = Field(default=None, min_length=1)
     bounds: dict[_CLASSES, BoundsBody] | None = None
-    valid_until: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None    # null: open-ended; absent: kept
 
 
 class StateBody(_Body):
