@@ -27,8 +27,8 @@ from sqlalchemy import delete, select
 
 from controller.domain.checks import require_domain_manager
 from controller.domain.errors import Conflict, InvalidValue, NotFound
-from controller.domain.principal import DOMAIN_MANAGER, Principal, Role
-from controller.domain.sla import CustomerKind
+from controller.domain.principal import Principal
+from controller.northbound.web.tokens import owner_id, owner_principal
 from controller.service.layer import ServiceLayer, utc_now
 from controller.store.schema import CustomerRow, WebSessionRow, WebUserRow
 
@@ -121,14 +121,6 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _principal(customer_id: int | None, customer: str | None, kind: str | None) -> Principal:
-    if customer_id is None:
-        return DOMAIN_MANAGER
-    if customer is None:
-        raise LookupError(f"web login of customer id {customer_id}, which does not exist")
-    return Principal(Role.PEER if kind == CustomerKind.PEER.value else Role.CUSTOMER, customer)
-
-
 class WebAccounts:
     def __init__(self, service: ServiceLayer, throttle: LoginThrottle | None = None) -> None:
         self.service = service
@@ -148,11 +140,7 @@ class WebAccounts:
         with self.service.database.write() as session:
             if session.get(WebUserRow, name) is not None:
                 raise Conflict(f"web login {name!r} already exists", field="name", value=name)
-            customer_id = None
-            if customer is not None:
-                customer_id = session.scalar(select(CustomerRow.id).where(CustomerRow.name == customer))
-                if customer_id is None:
-                    raise NotFound(f"customer {customer!r} does not exist", field="customer", value=customer)
+            customer_id = owner_id(session, customer)
             session.add(WebUserRow(name=name, customer_id=customer_id, password_hash=password_hash,
                                    created_at=utc_now()))
 
@@ -219,7 +207,7 @@ class WebAccounts:
                 live = session.get(WebSessionRow, row.token_hash)
                 if live is not None:
                     live.last_seen_at = now
-        return WebSession(row.user, _principal(customer_id, customer, kind), row.csrf_token, row.expires_at)
+        return WebSession(row.user, owner_principal(customer_id, customer, kind), row.csrf_token, row.expires_at)
 
     def log_out(self, token: str) -> None:
         with self.service.database.write() as session:

@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controller.domain.checks import require_domain_manager
 from controller.domain.errors import Conflict, InvalidValue, NotFound
@@ -27,6 +28,25 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 class ApiToken:
     name: str
     customer: str | None     # None: the domain manager's
+
+
+def owner_id(session: Session, customer: str | None) -> int | None:
+    """The id of the customer a credential acts for (None: the domain manager's credential)."""
+    if customer is None:
+        return None
+    found = session.scalar(select(CustomerRow.id).where(CustomerRow.name == customer))
+    if found is None:
+        raise NotFound(f"customer {customer!r} does not exist", field="customer", value=customer)
+    return found
+
+
+def owner_principal(customer_id: int | None, customer: str | None, kind: str | None) -> Principal:
+    """Who a credential (token or web login) acts for, from its customer_id joined to customers."""
+    if customer_id is None:
+        return DOMAIN_MANAGER
+    if customer is None:
+        raise LookupError(f"credential of customer id {customer_id}, which does not exist")
+    return Principal(Role.PEER if kind == CustomerKind.PEER.value else Role.CUSTOMER, customer)
 
 
 def _digest(token: str) -> str:
@@ -47,11 +67,7 @@ class ApiTokens:
         with self.service.database.write() as session:
             if session.get(ApiTokenRow, name) is not None:
                 raise Conflict(f"API token {name!r} already exists", field="name", value=name)
-            customer_id = None
-            if customer is not None:
-                customer_id = session.scalar(select(CustomerRow.id).where(CustomerRow.name == customer))
-                if customer_id is None:
-                    raise NotFound(f"customer {customer!r} does not exist", field="customer", value=customer)
+            customer_id = owner_id(session, customer)
             session.add(ApiTokenRow(name=name, customer_id=customer_id, token_hash=_digest(token),
                                     created_at=utc_now()))
         return token
@@ -80,7 +96,4 @@ class ApiTokens:
             found = session.execute(query).first()
         if found is None:
             return None
-        customer_id, customer, kind = found
-        if customer_id is None:
-            return DOMAIN_MANAGER
-        return Principal(Role.PEER if kind == CustomerKind.PEER.value else Role.CUSTOMER, customer)
+        return owner_principal(*found)
