@@ -24,9 +24,8 @@ from controller.domain.catalog import ClassBounds, ServiceClassName
 from controller.domain.errors import CsmmError, InvalidValue, NotFound
 from controller.domain.principal import Principal
 from controller.domain.sla import Attachment, CustomerKind, LifecycleState
-from controller.domain.units import format_bandwidth, parse_bandwidth
-from controller.northbound.web.portal import Refusal, refusal_of
-from controller.northbound.web.site import Site, principal_of
+from controller.domain.units import format_bandwidth
+from controller.northbound.web.site import Refusal, Site, bandwidth_field, principal_of, refusal_of
 from controller.provisioning.apply import plan
 from controller.provisioning.model import parse_provisioning
 from controller.domain.topology import Topology
@@ -185,7 +184,7 @@ class Console:
         try:
             values = await asyncio.to_thread(read)
         except NotFound as exc:
-            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+            return self.site.not_found(request, exc)
         t = values["sla"].terms
         current = {"offering": t.offering, "access_speed": format_bandwidth(t.attachment.access_speed_bps),
                    "prefixes": " ".join(t.attachment.prefixes),
@@ -205,7 +204,7 @@ class Console:
         try:
             current = await asyncio.to_thread(self.service.get_sla, principal, name)
         except NotFound as exc:
-            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+            return self.site.not_found(request, exc)
         try:   # from here a NotFound (an unknown offering) is a refusal of the form
             spec = amended_spec(current, offering=asked.get("offering") or None,
                                 access_speed_bps=_bandwidth(asked.get("access_speed", ""), "attachment.access_speed"),
@@ -224,7 +223,7 @@ class Console:
             state = _choice(LifecycleState, str(form.get("state", "")), "state")
             await asyncio.to_thread(self.service.set_sla_state, principal, name, state, str(form.get("note", "")))
         except NotFound as exc:
-            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+            return self.site.not_found(request, exc)
         except CsmmError as exc:
             return await self.sla_page(request, refusal_of(exc), 409)
         raise web.HTTPSeeOther(f"/console/slas/{name}?saved=1")
@@ -327,13 +326,8 @@ def _choice(kind: Any, value: str, field_name: str) -> Any:
 
 
 def _bandwidth(text: str, field_name: str) -> int | None:
-    if not text:
-        return None
-    try:
-        return parse_bandwidth(text)
-    except ValueError:
-        raise InvalidValue(f"{field_name} {text!r} is not a bandwidth; write it like 20M, 512k or 1500000",
-                           field=field_name, value=text) from None
+    """An optional bandwidth field: empty is None."""
+    return bandwidth_field(text, field_name) if text else None
 
 
 def _required(value: int | None, field_name: str) -> int:

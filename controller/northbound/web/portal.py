@@ -8,7 +8,6 @@ another customer's SLA or invoice answers 404, exactly like a missing one.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,44 +19,12 @@ from controller.accounting.metering import month_name, month_of
 from controller.accounting.service import Accounting
 from controller.domain.errors import CsmmError, Forbidden, InvalidValue, NotFound
 from controller.domain.principal import Channel, Principal
-from controller.domain.units import format_bandwidth, parse_bandwidth
+from controller.domain.units import format_bandwidth
 from controller.northbound.web.chart import Point, Step, throughput_chart
-from controller.northbound.web.site import Site, principal_of
+from controller.northbound.web.site import Refusal, Site, bandwidth_field, principal_of, refusal_of
 from controller.service.layer import ServiceLayer
 
 CHART_HOURS = {"6": 6, "24": 24, "168": 168}   # the chart's periods a customer can pick
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A refusal as a page shows it: the service layer's words, with bounds in people's units."""
-
-    code: str
-    message: str
-    field: str | None
-    bound: Any
-    value: Any
-
-    @property
-    def bound_text(self) -> str:
-        return _readable(self.field, self.bound)
-
-    @property
-    def value_text(self) -> str:
-        return _readable(self.field, self.value)
-
-
-def refusal_of(exc: CsmmError) -> Refusal:
-    return Refusal(exc.code, exc.message, exc.field, exc.bound, exc.value)
-
-
-def _readable(field: str | None, value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
-    if isinstance(value, int) and not isinstance(value, bool) and field and \
-            ("bandwidth" in field or "speed" in field or field.startswith("link[") or field.startswith("bounds")):
-        return f"{format_bandwidth(value)} ({value} bit/s)"
-    return str(value)
 
 
 def customer_of(request: web.Request) -> Principal:
@@ -122,11 +89,11 @@ class CustomerPortal:
         form = await request.post()
         asked = {"class": str(form.get("class", "")), "bandwidth": str(form.get("bandwidth", "")).strip()}
         try:
-            bandwidth = _bandwidth(asked["bandwidth"])
+            bandwidth = bandwidth_field(asked["bandwidth"], "sls.bandwidth")
             change = await asyncio.to_thread(self.service.change_sls, principal, name, asked["class"], bandwidth,
                                              Channel.WEB)
         except NotFound as exc:
-            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+            return self.site.not_found(request, exc)
         except CsmmError as exc:
             return await self.sla_page(request, refusal_of(exc), status=422 if not _conflict(exc) else 409,
                                        asked=asked)
@@ -178,7 +145,7 @@ class CustomerPortal:
             found = await asyncio.to_thread(self.accounting.invoice, principal, number)
             notes = await asyncio.to_thread(self.accounting.version_notes, principal, found)
         except NotFound as exc:
-            return self.site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+            return self.site.not_found(request, exc)
         return _document(found, form, notes)
 
     async def statement(self, request: web.Request) -> web.Response:
@@ -194,14 +161,6 @@ class CustomerPortal:
         violations = await asyncio.to_thread(self.service.sla_events, principal, ("sla.violation", "sla.cleared"))
         return self.site.page(request, "portal_notifications.html", title="Notifications", notifications=found,
                               violations=violations)
-
-
-def _bandwidth(text: str) -> int:
-    try:
-        return parse_bandwidth(text)
-    except ValueError:
-        raise InvalidValue(f"sls.bandwidth {text!r} is not a bandwidth; write it like 2M, 512k or 1500000",
-                           field="sls.bandwidth", value=text) from None
 
 
 def _conflict(exc: CsmmError) -> bool:
@@ -244,4 +203,4 @@ async def _not_found_as_page(site: Site, request: web.Request, work: Any) -> Any
     try:
         return await work
     except (NotFound, Forbidden) as exc:
-        return site.page(request, "error.html", status=404, title="Not found", message=exc.message)
+        return site.not_found(request, exc)

@@ -20,6 +20,8 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -28,7 +30,8 @@ import jinja2
 from aiohttp import web
 
 from controller.domain.principal import Principal
-from controller.domain.units import format_bandwidth
+from controller.domain.errors import CsmmError, InvalidValue
+from controller.domain.units import format_bandwidth, parse_bandwidth
 from controller.northbound.web.accounts import LoginThrottled, WebAccounts, WebSession
 from controller.service.layer import ServiceLayer
 
@@ -123,6 +126,10 @@ class Site:
         response.headers.update(_HEADERS)
         return response
 
+    def not_found(self, request: web.Request, exc: CsmmError) -> web.Response:
+        """A missing object, or another customer's: the same 404 page either way."""
+        return self.page(request, "error.html", status=404, title="Not found", message=exc.message)
+
     # ------------------------------------------------------------------ handlers
 
     async def home(self, request: web.Request) -> web.Response:
@@ -180,6 +187,47 @@ class Site:
 
 
 _LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/._~?&=%+-]*")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refusal as a page shows it: the service layer's words, with bounds in people's units."""
+
+    code: str
+    message: str
+    field: str | None
+    bound: Any
+    value: Any
+
+    @property
+    def bound_text(self) -> str:
+        return _readable(self.field, self.bound)
+
+    @property
+    def value_text(self) -> str:
+        return _readable(self.field, self.value)
+
+
+def refusal_of(exc: CsmmError) -> Refusal:
+    return Refusal(exc.code, exc.message, exc.field, exc.bound, exc.value)
+
+
+def _readable(field: str | None, value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, int) and not isinstance(value, bool) and field and \
+            ("bandwidth" in field or "speed" in field or field.startswith("link[") or field.startswith("bounds")):
+        return f"{format_bandwidth(value)} ({value} bit/s)"
+    return str(value)
+
+
+def bandwidth_field(text: str, field_name: str) -> int:
+    """A bandwidth typed in a form (2M, 512k, 1500000); a refusal naming the field otherwise."""
+    try:
+        return parse_bandwidth(text)
+    except ValueError:
+        raise InvalidValue(f"{field_name} {text!r} is not a bandwidth; write it like 2M, 512k or 1500000",
+                           field=field_name, value=text) from None
 
 
 def _local(target: str) -> str:
